@@ -1,0 +1,81 @@
+"""Equalized-learning-rate layers: weights are stored N(0, 1) and scaled at run time."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fir import BLUR_TAPS, blur, fir_kernel
+
+SQRT2 = math.sqrt(2.0)
+
+
+def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, gain: float = SQRT2) -> torch.Tensor:
+    """leaky_relu(x + bias, 0.2) * gain, bias broadcast over channel dim 1 (the official fused_leaky_relu)."""
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x, 0.2) * gain
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with runtime weight scale lr_mul/sqrt(in); optional bias + leaky-ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        b = self.bias * self.lr_mul
+        if self.activate:
+            return bias_lrelu(F.linear(x, w), b)
+        return F.linear(x, w, b)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activate={self.activate}"
+
+
+class ConvLayer(nn.Module):
+    """EqualConv2d (+ optional FIR-blur and stride-2 downsampling) + optional bias and leaky-ReLU.
+
+    Matches the official ConvLayer: with `activate` the bias is applied inside the activation;
+    `bias=False, activate=False` is the plain skip convolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, down: bool = False,
+                 bias: bool = True, activate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
+        self.activate = activate
+        self.down = down
+        if down:
+            p = (len(BLUR_TAPS) - 2) + (kernel_size - 1)
+            self.blur_pad = ((p + 1) // 2, p // 2)
+            self.register_buffer("blur_kernel", fir_kernel(), persistent=False)
+        self.padding = 0 if down else (kernel_size - 1) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        if self.down:
+            x = blur(x, self.blur_kernel, self.blur_pad)
+            x = F.conv2d(x, w, stride=2)
+        else:
+            x = F.conv2d(x, w, padding=self.padding)
+        if self.activate:
+            return bias_lrelu(x, self.bias)
+        if self.bias is not None:
+            x = x + self.bias.view(1, -1, 1, 1)
+        return x
+
+    def extra_repr(self) -> str:
+        o, i, k, _ = self.weight.shape
+        return f"{i}, {o}, k={k}, down={self.down}, bias={self.bias is not None}, activate={self.activate}"

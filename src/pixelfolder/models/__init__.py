@@ -1,0 +1,10 @@
+"""Every architecture, registered by name on import."""
+from .base import Generator, GeneratorConfig, count_parameters
+from .cips import CIPSConfig, CIPSRes, CIPSSkip
+from .discriminator import Discriminator, DiscriminatorConfig
+from .pixelfolder import PixelFolder, PixelFolderConfig
+from .stylegan2 import StyleGAN2, StyleGAN2Config
+
+__all__ = ["Generator", "GeneratorConfig", "count_parameters", "CIPSConfig", "CIPSRes", "CIPSSkip",
+           "Discriminator", "DiscriminatorConfig", "PixelFolder", "PixelFolderConfig", "StyleGAN2",
+           "StyleGAN2Config"]

@@ -1,0 +1,154 @@
+"""What every generator shares: config fields, the mapping network, the call interface and sampling."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import PixelfolderError
+from ..layers import NOISE_MODES, MappingNetwork, truncate
+
+PSI_RANGE = (-1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    resolution: int = 256          # output side length, px (a power of two)
+    z_dim: int = 512               # latent z dimension
+    w_dim: int = 512               # intermediate latent w dimension
+    mapping_layers: int = 8        # depth of the mapping MLP
+    mapping_lr_mul: float = 0.01   # learning-rate multiplier of the mapping MLP
+    channel_base: int = 32768      # width at resolution r is min(channel_max, channel_base // r), channels
+    channel_max: int = 512         # width cap, channels
+    channel_table: tuple = ()      # explicit widths replacing the base/max rule (index per architecture)
+
+
+def channels_for(config, index: int, resolution: int) -> int:
+    """Width from the explicit table (at `index`) when set, else min(channel_max, channel_base // resolution)."""
+    if config.channel_table:
+        return int(config.channel_table[index])
+    return int(min(config.channel_max, config.channel_base // resolution))
+
+
+def log2_resolution(resolution: int, minimum: int) -> int:
+    log = int(round(math.log2(resolution))) if resolution > 0 else -1
+    if resolution < minimum or 2 ** log != resolution:
+        raise PixelfolderError(f"resolution must be a power of two >= {minimum}, got {resolution}")
+    return log
+
+
+def seed_generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+class Generator(nn.Module):
+    """Base class: subclasses build `self.synthesis` (with noise_shapes(size) and forward(ws, ...))."""
+
+    arch = "generator"
+    kind = "generator"
+    native_size_only = True     # False for coordinate-based models that render any grid
+
+    def __init__(self, config, num_ws: int, truncation_space: str = "w"):
+        super().__init__()
+        self.config = config
+        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers, config.mapping_lr_mul,
+                                      num_ws=num_ws, truncation_space=truncation_space)
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
+
+    @property
+    def n_latent(self) -> int:
+        return self.mapping.num_ws
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        return self.mapping.w_avg
+
+    def mean_latent(self, num_samples: int = 10_000, seed: int = 0) -> torch.Tensor:
+        """Recompute w_avg from `num_samples` seeded z and return it (1, w_dim)."""
+        return self.mapping.compute_w_avg(num_samples, seed).unsqueeze(0)
+
+    def _check_args(self, z, c, truncation_psi, noise_mode, ws, size) -> None:
+        if c is not None:
+            raise PixelfolderError(f"{self.arch} is unconditional: pass c=None")
+        if noise_mode not in NOISE_MODES:
+            raise PixelfolderError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if not (math.isfinite(truncation_psi) and PSI_RANGE[0] <= truncation_psi <= PSI_RANGE[1]):
+            raise PixelfolderError(f"truncation_psi must be in [{PSI_RANGE[0]}, {PSI_RANGE[1]}], got {truncation_psi}")
+        if ws is None:
+            if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
+                got = None if z is None else tuple(z.shape)
+                raise PixelfolderError(f"z must have shape (batch, {self.z_dim}), got {got}")
+        elif ws.ndim not in (2, 3) or ws.shape[-1] != self.config.w_dim or (
+                ws.ndim == 3 and ws.shape[1] != self.n_latent):
+            raise PixelfolderError(
+                f"ws must have shape (batch, {self.n_latent}, {self.config.w_dim}) or (batch, {self.config.w_dim}),"
+                f" got {tuple(ws.shape)}")
+        if size is not None and size != self.resolution and self.native_size_only:
+            raise PixelfolderError(f"{self.arch} renders only its native {self.resolution}px grid, not {size}px")
+
+    def forward(self, z: torch.Tensor | None = None, c=None, *, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: str = "const", noise=None,
+                ws: torch.Tensor | None = None, size: int | None = None, return_stages: bool = False):
+        """Images (B, 3, H, W), nominally in [-1, 1] and not clamped.
+
+        ws (W+ input, (B, n_latent, w_dim) or (B, w_dim)) replaces z; truncation then applies in W.
+        `noise`: explicit per-layer noise tensors (see synthesis.noise_shapes). `size`: render grid (CIPS).
+        `return_stages`: also return the list of per-stage images (PixelFolder).
+        """
+        self._check_args(z, c, truncation_psi, noise_mode, ws, size)
+        if ws is None:
+            ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        else:
+            if ws.ndim == 2:
+                ws = ws.unsqueeze(1).repeat(1, self.n_latent, 1)
+            ws = truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, noise=noise, size=size, return_stages=return_stages)
+
+    def z_from_seeds(self, seeds) -> torch.Tensor:
+        """(N, z_dim) latents; row k depends only on seeds[k]."""
+        return torch.stack([torch.randn(self.z_dim, generator=seed_generator(s)) for s in seeds])
+
+    @torch.no_grad()
+    def sample(self, seeds, *, batch_size: int = 8, truncation_psi: float = 1.0,
+               truncation_cutoff: int | None = None, noise_mode: str = "const", size: int | None = None,
+               device=None) -> torch.Tensor:
+        """Images for `seeds` (N, 3, H, W) on the CPU; the image of a seed does not depend on batch_size.
+
+        With noise_mode='random' the noise of each image is drawn from its seed's generator as well.
+        """
+        device = device or next(self.parameters()).device
+        out = []
+        for start in range(0, len(seeds), batch_size):
+            chunk = list(seeds)[start:start + batch_size]
+            zs, noises = [], []
+            for s in chunk:
+                g = seed_generator(s)
+                zs.append(torch.randn(1, self.z_dim, generator=g))
+                if noise_mode == "random":
+                    noises.append([torch.randn(1, 1, h, w, generator=g)
+                                   for h, w in self.synthesis.noise_shapes(size)])
+            noise = None
+            if noises:
+                noise = [torch.cat(layer).to(device) for layer in zip(*noises)]
+            img = self(torch.cat(zs).to(device), truncation_psi=truncation_psi,
+                       truncation_cutoff=truncation_cutoff, noise_mode=noise_mode, noise=noise, size=size)
+            out.append(img.float().cpu())
+        return torch.cat(out)
+
+
+def check_noise_list(noise, shapes) -> None:
+    if noise is not None and len(noise) != len(shapes):
+        raise PixelfolderError(f"noise must be a list of {len(shapes)} tensors, got {len(noise)}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

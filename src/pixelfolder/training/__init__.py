@@ -1,0 +1,1 @@
+"""Training: losses now; the loop, phases and run directory come with the training issue."""
