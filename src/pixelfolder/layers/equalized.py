@@ -19,6 +19,15 @@ def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, gain: float = SQRT2) 
     return F.leaky_relu(x, 0.2) * gain
 
 
+def conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1x1 convolution as one matmul in x's memory layout (mkldnn's 1x1 path is slow on some CPUs)."""
+    b, c, h, w = x.shape
+    w2d = weight.reshape(weight.shape[0], c).to(x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return (x.permute(0, 2, 3, 1) @ w2d.t()).permute(0, 3, 1, 2)
+    return (w2d @ x.reshape(b, c, h * w)).view(b, -1, h, w)
+
+
 class EqualLinear(nn.Module):
     """Linear layer with runtime weight scale lr_mul/sqrt(in); optional bias + leaky-ReLU."""
 
@@ -68,6 +77,8 @@ class ConvLayer(nn.Module):
         if self.down:
             x = blur(x, self.blur_kernel, self.blur_pad)
             x = F.conv2d(x, w, stride=2)
+        elif w.shape[-1] == 1:
+            x = conv1x1(x, w)
         else:
             x = F.conv2d(x, w, padding=self.padding)
         if self.activate:

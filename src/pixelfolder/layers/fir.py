@@ -42,11 +42,30 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.T
     return F.conv2d(x, _depthwise(kernel, x), groups=x.shape[1])
 
 
-def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """x2 FIR upsampling (StyleGAN2 skip path): upfirdn2d(up=2, pad=(2, 1)) as a transposed depthwise conv.
+def _upsample2x_axis(x: torch.Tensor, dim: int, near: float, far: float) -> torch.Tensor:
+    """1-D x2 FIR upsampling with a symmetric 4-tap kernel [far, near, near, far] along `dim` (zero borders)."""
+    n = x.shape[dim]
+    zero = torch.zeros_like(x.narrow(dim, 0, 1))
+    prev = torch.cat([zero, x.narrow(dim, 0, n - 1)], dim=dim)
+    nxt = torch.cat([x.narrow(dim, 1, n - 1), zero], dim=dim)
+    even = x * near + prev * far
+    odd = x * near + nxt * far
+    out = torch.stack([even, odd], dim=dim + 1)
+    shape = list(x.shape)
+    shape[dim] = 2 * n
+    return out.reshape(shape)
 
-    `kernel` must already carry the gain of 4 that keeps the mean; a 4-tap kernel is assumed.
+
+def upsample2x(x: torch.Tensor, taps=BLUR_TAPS) -> torch.Tensor:
+    """x2 FIR upsampling (StyleGAN2 skip path): upfirdn2d(x, fir_kernel(taps, gain=4), up=2, pad=(2, 1)).
+
+    For a symmetric 4-tap filter, computed separably with elementwise ops (a depthwise transposed conv
+    on 3 channels is slow on CPUs).
     """
-    c = x.shape[1]
-    k = kernel.to(device=x.device, dtype=x.dtype).expand(c, 1, *kernel.shape)
-    return F.conv_transpose2d(x, k, stride=2, padding=1, groups=c)
+    if len(taps) != 4 or tuple(taps) != tuple(reversed(taps)):
+        raise ValueError("upsample2x expects a symmetric 4-tap filter")
+    total = float(sum(taps))
+    near, far = 2 * taps[1] / total, 2 * taps[0] / total   # the 1-D factor carries a gain of 2
+    if x.shape[-1] < 2 or x.shape[-2] < 2:
+        return upfirdn2d_reference(x, fir_kernel(taps, gain=4.0), up=2, pad=(2, 1))
+    return _upsample2x_axis(_upsample2x_axis(x, 2, near, far), 3, near, far)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .equalized import EqualLinear, bias_lrelu
+from .equalized import SQRT2, EqualLinear, conv1x1
 from .fir import blur, fir_kernel, upsample2x
 
 IMPLS = ("auto", "fused", "nonfused")
@@ -48,10 +48,12 @@ def _resolve_impl(batch: int) -> str:
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
-                     up: bool = False, padding: int = 0) -> torch.Tensor:
+                     up: bool = False, padding: int = 0, defer_demod: bool = False):
     """x (B, Cin, H, W), weight (Cout, Cin, k, k) already scaled by its gain, styles (B, Cin).
 
     With `up`, a stride-2 transposed convolution without padding (the caller blurs afterwards).
+    With `defer_demod`, returns (out, dcoefs) and leaves the per-(sample, channel) demodulation factors
+    (B, Cout) to the caller to fuse into its epilogue (dcoefs is None when already applied).
     """
     batch, cin = styles.shape
     cout, _, kh, kw = weight.shape
@@ -60,21 +62,27 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if demodulate:
             w = w * torch.rsqrt(w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8)
         xg = x.reshape(1, batch * cin, *x.shape[2:])
+        w = w.to(x.dtype)
         if up:
             wt = w.transpose(1, 2).reshape(batch * cin, cout, kh, kw)
             out = F.conv_transpose2d(xg, wt, stride=2, groups=batch)
         else:
             out = F.conv2d(xg, w.reshape(batch * cout, cin, kh, kw), padding=padding, groups=batch)
-        return out.reshape(batch, cout, *out.shape[2:])
+        out = out.reshape(batch, cout, *out.shape[2:])
+        return (out, None) if defer_demod else out
     x = x * styles.to(x.dtype).view(batch, cin, 1, 1)
     if up:
         out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+    elif kh == kw == 1:
+        out = conv1x1(x, weight)
     else:
         out = F.conv2d(x, weight.to(x.dtype), padding=padding)
+    dcoefs = None
     if demodulate:
         dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8)
-        out = out * dcoefs.to(out.dtype).view(batch, cout, 1, 1)
-    return out
+        if not defer_demod:
+            out = out * dcoefs.to(out.dtype).view(batch, cout, 1, 1)
+    return (out, dcoefs) if defer_demod else out
 
 
 def deterministic_noise(height: int, width: int, seed: int) -> torch.Tensor:
@@ -118,15 +126,24 @@ class StyledConv(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, up=self.up,
-                             padding=0 if self.up else self.padding)
+        x, dcoefs = modulated_conv2d(x, self.weight * self.weight_gain, styles, up=self.up,
+                                     padding=0 if self.up else self.padding, defer_demod=True)
         if self.up:
             x = blur(x, self.blur_kernel, (1, 1))
         if noise is None:
             noise = self.noise_for(x, noise_mode)
+        # One fused epilogue: leaky_relu(x * d + noise * s + b) * sqrt(2), using leaky(a) * g = leaky(a * g), g > 0.
+        addend = self.bias.to(x.dtype).view(1, -1, 1, 1) * SQRT2
         if noise is not None:
-            x = x + noise.to(x.dtype) * self.noise_strength.to(x.dtype)
-        return bias_lrelu(x, self.bias.to(x.dtype))
+            addend = addend + noise.to(x.dtype) * (self.noise_strength.to(x.dtype) * SQRT2)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            addend = addend.contiguous(memory_format=torch.channels_last)
+        scale = SQRT2 if dcoefs is None else (dcoefs.to(x.dtype) * SQRT2).view(*dcoefs.shape, 1, 1)
+        if torch.is_tensor(scale):
+            out = torch.addcmul(addend, x, scale)
+        else:
+            out = torch.add(addend, x, alpha=scale)
+        return F.leaky_relu_(out, 0.2) if not torch.is_grad_enabled() else F.leaky_relu(out, 0.2)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
@@ -143,12 +160,10 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
         self.upsample_skip = upsample_skip
-        if upsample_skip:
-            self.register_buffer("up_kernel", fir_kernel(gain=4.0), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False)
         out = out + self.bias.to(out.dtype).view(1, -1, 1, 1)
         if skip is not None:
-            out = out + (upsample2x(skip, self.up_kernel) if self.upsample_skip else skip)
+            out = out + (upsample2x(skip) if self.upsample_skip else skip)
         return out

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers import LFF, ConvLayer, StyledConv, ToRGB, bias_lrelu, coord_grid, fold, unfold
+from ..layers.equalized import conv1x1
 from ..registry import register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
@@ -30,7 +30,7 @@ def _merge(layer: ConvLayer, embedding: torch.Tensor, features: torch.Tensor) ->
     """layer(cat[embedding, features]) with the batch-independent embedding half computed once (batch 1)."""
     w = layer.weight * layer.weight_gain
     c = embedding.shape[1]
-    out = F.conv2d(features, w[:, c:]) + F.conv2d(embedding, w[:, :c])
+    out = conv1x1(features, w[:, c:]) + conv1x1(embedding, w[:, :c])
     return bias_lrelu(out, layer.bias)
 
 
@@ -64,17 +64,33 @@ class PixelFolderSynthesis(nn.Module):
                 self.torgbs.append(ToRGB(cout, config.w_dim))
                 cin = cout
         self.num_ws = 2 * len(self.torgbs) + 1
+        self._cache: dict = {}
 
     def noise_shapes(self, size=None) -> list[tuple[int, int]]:
         return [(c.resolution, c.resolution) for c in self.convs]
 
-    def stage_input(self, i: int, batch: int, x: torch.Tensor | None, device, dtype) -> torch.Tensor:
+    def embedding(self, i: int, device, dtype) -> torch.Tensor:
+        """Stage i's folded coordinate embedding (batch 1). It depends on the weights only: cached without grad."""
+        params = (self.const, *self.lffs[i].parameters(), *self.projs[i].parameters(),
+                  *(self.embed_const.parameters() if i == 0 else ()))
+        key = (i, str(device), dtype, tuple((id(p), p._version) for p in params))
+        if not torch.is_grad_enabled() and key in self._cache:
+            return self._cache[key]
         u = self.unfolded[i]
         emb = self.lffs[i](coord_grid(u, u, device=device, dtype=dtype))
         if i == 0:
-            e = self.embed_const(torch.cat([emb, self.const.to(dtype)], dim=1))
-            return fold(fold(self.projs[0](e))).expand(batch, -1, -1, -1)
-        return _merge(self.merges[i], fold(fold(self.projs[i](emb))), x)
+            emb = self.embed_const(torch.cat([emb, self.const.to(dtype)], dim=1))
+        out = fold(fold(self.projs[i](emb)))
+        if not torch.is_grad_enabled():
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != i}
+            self._cache[key] = out
+        return out
+
+    def stage_input(self, i: int, batch: int, x: torch.Tensor | None, device, dtype) -> torch.Tensor:
+        emb = self.embedding(i, device, dtype)
+        if i == 0:
+            return emb.expand(batch, -1, -1, -1)
+        return _merge(self.merges[i], emb, x)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", noise=None, size=None,
                 return_stages: bool = False):

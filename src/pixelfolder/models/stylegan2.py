@@ -48,7 +48,7 @@ class StyleGAN2Synthesis(nn.Module):
                 return_stages: bool = False):
         check_noise_list(noise, self.convs)
         noise = noise or [None] * len(self.convs)
-        x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)
+        x = self.const.to(ws.dtype).repeat(ws.shape[0], 1, 1, 1)
         x = self.convs[0](x, ws[:, 0], noise_mode, noise[0])
         img = self.torgbs[0](x, ws[:, 1])
         stages = [img]

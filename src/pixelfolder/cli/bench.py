@@ -1,0 +1,147 @@
+"""`pixelfolder bench`: parameters, GMACs, latency, throughput, achieved GFLOP/s and peak memory.
+
+Each model is measured in a fresh subprocess, so its peak memory is its own and one model's allocator
+state does not slow the next. This is a benchmark: it measures and prints, it asserts nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import PixelfolderError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measure parameters, GMACs, speed and memory of generators")
+    p.add_argument("--models", default="pixelfolder,cips_skip,stylegan2",
+                   help="comma-separated architectures, presets or checkpoint files")
+    p.add_argument("--resolution", type=int, default=256, help="resolution for architecture names (default 256)")
+    p.add_argument("--batch", type=int, default=4, help="images per forward (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="fp32, or autocast to bf16/fp16")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator first (slow warm-up)")
+    p.add_argument("--impl", choices=["auto", "fused", "nonfused"], default="auto",
+                   help="modulated-conv form (fused = the official grouped conv)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
+    p.add_argument("--repeats", type=int, default=5, help="timed forwards per model (median reported)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    p.add_argument("--single", help=argparse_hidden())
+    p.set_defaults(run=run)
+
+
+def argparse_hidden():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def resolve_spec(spec: str, resolution: int) -> str:
+    from .. import registry
+    if Path(spec).exists() or spec in registry.list_models():
+        return spec
+    if spec in registry.list_architectures():
+        name = f"{spec}-{resolution}"
+        if name in registry.list_models():
+            return name
+    raise PixelfolderError(f"unknown model {spec!r} (an architecture, a preset or a checkpoint file)")
+
+
+def measure(spec: str, args) -> dict:
+    """Everything about one model, in this process."""
+    from ..layers import set_modconv_impl
+    from ..metrics.cost import count_macs, count_parameters, median, peak_rss_mb, time_call
+    from .common import open_network
+    torch.set_num_threads(args.threads)
+    set_modconv_impl(args.impl)
+    device = torch.device(args.device)
+    G = open_network(spec, kind="generator", verbose=False).to(device).eval()
+    with torch.device("meta"):
+        meta = type(G)(G.config).to("meta").eval()
+    with torch.no_grad():
+        macs = count_macs(meta, torch.zeros(1, G.z_dim, device="meta"))
+    z = torch.randn(args.batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        reference = G(z).float()
+    net = G if args.no_channels_last else G.to(memory_format=torch.channels_last)
+    if args.compile:
+        net = torch.compile(net)
+    autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=args.dtype != "fp32")
+
+    def forward():
+        with torch.no_grad(), autocast:
+            out = net(z)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    rss_before = peak_rss_mb()
+    times = time_call(forward, repeats=args.repeats, warmup=3 if args.compile else 1)
+    out = forward().float()
+    sec = median(times)
+    err = ((out - reference).norm() / reference.norm()).item()
+    return {
+        "model": spec, "arch": G.arch, "resolution": G.resolution, "batch": args.batch, "dtype": args.dtype,
+        "threads": args.threads, "impl": args.impl, "compile": args.compile,
+        "channels_last": not args.no_channels_last,
+        "params": count_parameters(G), "gmacs": macs["total"] / 1e9,
+        "gmacs_transposed_at_output": (macs["total"] + 3 * macs["transposed"]) / 1e9,
+        "ms_per_img": sec / args.batch * 1e3, "img_per_s": args.batch / sec,
+        "gflops_per_s": 2 * macs["total"] * args.batch / sec / 1e9,
+        "times_s": times, "rel_l2_vs_fp32": err,
+        "max_abs_diff_vs_fp32": (out - reference).abs().max().item(), "max_abs_fp32": reference.abs().max().item(),
+        "peak_rss_mb": peak_rss_mb(), "rss_before_timing_mb": rss_before,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None,
+    }
+
+
+def run_single_subprocess(spec: str, args) -> dict:
+    cmd = [sys.executable, "-m", "pixelfolder.cli.main", "bench", "--single", spec,
+           "--batch", str(args.batch), "--threads", str(args.threads), "--dtype", args.dtype,
+           "--impl", args.impl, "--repeats", str(args.repeats), "--device", args.device]
+    cmd += ["--compile"] if args.compile else []
+    cmd += ["--no-channels-last"] if args.no_channels_last else []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise PixelfolderError(f"benchmark of {spec} failed: {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(args) -> int:
+    from ..metrics.cost import matmul_peak_gflops
+    if args.batch < 1 or args.threads < 1 or args.repeats < 1:
+        raise PixelfolderError("--batch, --threads and --repeats must be >= 1")
+    if args.single:
+        print(json.dumps(measure(args.single, args)))
+        return 0
+    specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
+    print(f"matmul peak ({args.dtype}, {args.threads} thread(s)): {peak:.0f} GFLOP/s; batch {args.batch}, "
+          f"impl {args.impl}, {'NCHW' if args.no_channels_last else 'channels_last'}"
+          f"{', torch.compile' if args.compile else ''}")
+    header = (f"{'model':<18} {'params M':>9} {'GMACs':>8} {'GMACs*':>8} {'ms/img':>9} {'img/s':>7} "
+              f"{'GFLOP/s':>8} {'%peak':>6} {'peak MB':>8} {'relL2':>8}")
+    print(header)
+    rows = []
+    for spec in specs:
+        r = run_single_subprocess(spec, args)
+        r["matmul_peak_gflops"] = peak
+        rows.append(r)
+        paper = f"{r['gmacs_transposed_at_output']:8.2f}" if r["gmacs_transposed_at_output"] != r["gmacs"] else f"{'':>8}"
+        print(f"{spec:<18} {r['params'] / 1e6:9.3f} {r['gmacs']:8.2f} {paper} {r['ms_per_img']:9.1f} "
+              f"{r['img_per_s']:7.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
+              f"{r['peak_rss_mb']:8.0f} {r['rel_l2_vs_fp32']:8.1e}")
+    print("GMACs* = StyleGAN2's transposed convs counted at output resolution (the paper's convention); "
+          "relL2 = relative L2 error against this model's own fp32 eager output")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0

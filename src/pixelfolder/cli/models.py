@@ -1,0 +1,40 @@
+"""`pixelfolder models`: every preset with its kind, resolution, parameters and forward GMACs."""
+from __future__ import annotations
+
+import torch
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list architectures and presets")
+    p.add_argument("--kind", choices=["generator", "discriminator"], help="only this kind")
+    p.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
+    p.set_defaults(run=run)
+
+
+def preset_cost(name: str, macs: bool = True) -> dict:
+    """Parameters and per-image forward MACs of a preset, counted on the meta device (no memory, no compute)."""
+    from .. import registry
+    from ..metrics.cost import count_macs, count_parameters
+    model = registry.create(name, device="meta", compute_w_avg=False).eval()
+    row = {"name": name, "arch": model.arch, "kind": model.kind, "resolution": model.resolution,
+           "params": count_parameters(model)}
+    if macs:
+        if model.kind == "generator":
+            x = torch.zeros(1, model.z_dim, device="meta")
+        else:
+            x = torch.zeros(1, 3, model.resolution, model.resolution, device="meta")
+        with torch.no_grad():
+            row.update({f"{k}_macs": v for k, v in count_macs(model, x).items()})
+    return row
+
+
+def run(args) -> int:
+    from .. import registry
+    print(f"{'preset':<20} {'arch':<12} {'kind':<14} {'res':>5} {'params (M)':>11} {'GMACs':>9}")
+    rows = [preset_cost(name, macs=not args.no_macs) for name in registry.list_models(args.kind)]
+    for row in sorted(rows, key=lambda r: (r['kind'], r['arch'], r['resolution'], r['name'])):
+        name = row['name']
+        macs = f"{row['total_macs'] / 1e9:9.2f}" if "total_macs" in row else f"{'-':>9}"
+        print(f"{name:<20} {row['arch']:<12} {row['kind']:<14} {row['resolution']:>5} "
+              f"{row['params'] / 1e6:11.3f} {macs}")
+    return 0

@@ -1,0 +1,38 @@
+"""Converting NCHW float images (nominally [-1, 1]) to uint8 and PNG files: the only place we clamp."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) float in [-1, 1] -> (N, H, W, C) uint8, clamped and rounded."""
+    x = (images.detach().float().cpu() * 127.5 + 128).clamp(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def image_grid(images: torch.Tensor, cols: int | None = None, pad: int = 0) -> torch.Tensor:
+    """Tile (N, C, H, W) images into one (1, C, rows*H, cols*W) image, row-major; empty cells are white."""
+    n, c, h, w = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = images.new_ones(c, rows * (h + pad) - pad, cols * (w + pad) - pad)
+    for k in range(n):
+        r, q = divmod(k, cols)
+        grid[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = images[k]
+    return grid.unsqueeze(0)
+
+
+def save_image(image: torch.Tensor, path) -> None:
+    """Write one (C, H, W) or (1, C, H, W) float image in [-1, 1] as PNG (RGB or grayscale)."""
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    arr = to_uint8(image)[0].numpy()
+    if arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path)

@@ -1,0 +1,1 @@
+"""Metrics. `cost` (parameters, MACs, speed, memory) is shared by `bench` and `evaluate`."""

@@ -1,0 +1,82 @@
+"""Model cost: parameters, forward MACs (torch.utils.flop_counter), latency, throughput and peak memory."""
+from __future__ import annotations
+
+import contextlib
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+from ..models.base import count_parameters
+
+__all__ = ["count_parameters", "count_macs", "time_call", "matmul_peak_gflops", "peak_rss_mb"]
+
+
+class _TransposedConvFlops(TorchDispatchMode):
+    """Sums the FLOPs of transposed convolutions (counted at input resolution by FlopCounterMode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.convolution.default and args[6]:
+            self.flops += conv_flop_count(args[0].shape, args[1].shape, out.shape, transposed=True)
+        return out
+
+
+def count_macs(fn, *args, **kwargs) -> dict:
+    """{'total': MACs, 'transposed': MACs of transposed convs} of one call (MACs = FLOPs / 2).
+
+    Elementwise ops (modulation, noise, activations, sin), reshapes and grid_sample are not counted,
+    as in the reference tables. Works on the meta device.
+    """
+    transposed = _TransposedConvFlops()
+    with FlopCounterMode(display=False) as counter, transposed:
+        fn(*args, **kwargs)
+    return {"total": counter.get_total_flops() / 2, "transposed": transposed.flops / 2}
+
+
+def time_call(fn, *, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak_gflops(dtype=torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """Achieved GFLOP/s of an n x n matmul on the CPU with the current thread count (best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = min(time_call(lambda: a @ b, repeats=repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far, MB."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2 ** 20 if sys.platform == "darwin" else r / 1024
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None):
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
