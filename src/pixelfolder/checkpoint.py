@@ -65,9 +65,16 @@ def from_record(record: dict, *, source: str = "checkpoint"):
                               "`pixelfolder convert` or pixelfolder.convert.load_official)")
     if record.get("version", 0) > VERSION:
         raise CheckpointError(f"{source} has format version {record['version']}; this pixelfolder reads <= {VERSION}")
+    missing = [k for k in ("arch", "config", "state_dict") if k not in record]
+    if missing:
+        raise CheckpointError(f"{source} is damaged: no {', '.join(missing)}")
     arch = architecture(record["arch"])
     model = arch.cls(config_from_dict(arch.config_cls, record["config"]))
-    model.load_state_dict(record["state_dict"], strict=True)
+    try:
+        model.load_state_dict(record["state_dict"], strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{source} does not fit its own config ({detail})") from None
     model.metadata = record.get("metadata", {})
     return model.eval()
 

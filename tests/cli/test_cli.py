@@ -21,7 +21,10 @@ def test_models_lists_presets_with_counts(capsys):
     code, out, _ = run_cli(capsys, "models", "--kind", "generator")
     assert code == 0
     line = next(l for l in out.splitlines() if l.startswith("pixelfolder-256 "))
-    assert "20.844" in line and "23.74" in line
+    params_m, gmacs = map(float, line.split()[-2:])
+    assert params_m == 20.844
+    # the official execution counts 23.75 GMACs; ours skips a few elementwise-replaced FIR/LFF products
+    assert abs(gmacs - 23.75) / 23.75 < 0.005
 
 
 def test_generate_from_preset_writes_pngs_and_grid(tmp_path, capsys):

@@ -79,22 +79,30 @@ def test_loop_definition_sanity():
 
 @pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 3, 5, 7), (3, 4, 8, 8)])
 def test_upsample2x_equals_reference(shape):
+    """upsample2x(x) (default [1, 3, 3, 1] taps) == upfirdn2d(x, fir_kernel(gain=4), up=2, pad=(2, 1))."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     k = fir_kernel(gain=4)
     ref = upfirdn2d_reference(x, k, up=2, pad=(2, 1))
-    out = upsample2x(x, k)
+    out = upsample2x(x)
     assert out.shape == (shape[0], shape[1], 2 * shape[2], 2 * shape[3])
     assert_close(out, ref, "upsample2x")
+    assert_close(upsample2x(x, (1.0, 3.0, 3.0, 1.0)), ref, "upsample2x explicit taps")
 
 
 @pytest.mark.parametrize("taps", [(1.0, 3.0, 3.0, 1.0), (1.0, 2.0, 2.0, 1.0), (-1.0, 5.0, 5.0, -1.0)])
 @pytest.mark.parametrize("shape", [(2, 2, 4, 5), (1, 2, 1, 3), (1, 1, 2, 1), (1, 1, 1, 1)])
 def test_upsample2x_equals_loops(taps, shape):
-    """upsample2x's contract: any separable symmetric 4-tap kernel carrying a gain of 4, any spatial size."""
+    """Any symmetric 4-tap filter (with gain 4), any spatial size, against the loop definition."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
     k = fir_kernel(taps, gain=4)
     ref = torch.from_numpy(upfirdn2d_loops(x.double().numpy(), k.double().numpy(), 2, 1, (2, 1))).float()
-    assert_close(upsample2x(x, k), ref, f"upsample2x taps={taps} shape={shape}")
+    assert_close(upsample2x(x, taps), ref, f"upsample2x taps={taps} shape={shape}")
+
+
+@pytest.mark.parametrize("taps", [(1.0, 2.0, 5.0, -3.0), (1.0, 2.0, 1.0), (1.0, 3.0, 3.0, 3.0, 1.0)])
+def test_upsample2x_rejects_unsupported_taps(taps):
+    with pytest.raises(ValueError):
+        upsample2x(torch.randn(1, 1, 4, 4), taps)
 
 
 def test_fir_kernel_is_outer_product_with_gain():

@@ -153,6 +153,50 @@ def test_outputs_follow_in_place_weight_changes(name, ctx):
     assert_close(moved, fresh, "after in-place edit")
 
 
+def accumulate(model1, model2, decay=0.5):
+    """The official (rosinality / PixelFolder train.py) EMA update, written through `.data`."""
+    par1, par2 = dict(model1.named_parameters()), dict(model2.named_parameters())
+    for k in par1:
+        par1[k].data.mul_(decay).add_(par2[k].data, alpha=1 - decay)
+
+
+@pytest.mark.parametrize("name", TINY_G)
+def test_outputs_follow_ema_update_through_data(name):
+    """g_ema updated with the official accumulate() and then sampled under no_grad shows the new weights."""
+    g_ema, g = make(name), make(name)
+    torch.manual_seed(98)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    z = zs(2, seed=9)
+    with torch.no_grad():
+        before = g_ema(z).clone()
+    accumulate(g_ema, g)
+    with torch.no_grad():
+        after = g_ema(z)
+    C = make(name)
+    C.load_state_dict(g_ema.state_dict())
+    with torch.enable_grad():
+        fresh = C(z).detach()
+    assert (before - fresh).abs().max() > 1e-4
+    assert_close(after, fresh, "no-grad output after EMA update through .data")
+
+
+@pytest.mark.parametrize("name", TINY_G)
+def test_outputs_follow_dtype_round_trip(name):
+    """half() then float() rounds the weights; the next no-grad output must use the rounded weights."""
+    G = make(name)
+    z = zs(2, seed=10)
+    with torch.no_grad():
+        G(z)
+    G.half().float()
+    with torch.no_grad():
+        out = G(z)
+    with torch.enable_grad():   # the same model, same (rounded) weights and buffers, through the autograd path
+        fresh = G(z).detach()
+    assert_close(out, fresh, "no-grad output after half().float()")
+
+
 # --------------------------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("name", TINY)
 def test_save_load_round_trip(name, tmp_path):
@@ -322,3 +366,17 @@ def test_load_errors(tmp_path):
         pixelfolder.load(plain)
     with pytest.raises(CheckpointError):
         pixelfolder.load(plain)
+
+
+def test_load_errors_for_damaged_records(tmp_path):
+    """A file claiming the pixelfolder format but missing parts is a CheckpointError, not a KeyError/RuntimeError."""
+    from pixelfolder.checkpoint import to_record
+    rec = to_record(make("pixelfolder-tiny"))
+    no_arch = {k: v for k, v in rec.items() if k != "arch"}
+    short_sd = {**rec, "state_dict": dict(list(rec["state_dict"].items())[1:])}
+    bad_shape = {**rec, "state_dict": {k: v[..., :1] if v.ndim else v for k, v in rec["state_dict"].items()}}
+    for i, bad in enumerate([no_arch, short_sd, bad_shape]):
+        path = tmp_path / f"bad{i}.pt"
+        torch.save(bad, path)
+        with pytest.raises(PixelfolderError):
+            pixelfolder.load(path)

@@ -28,6 +28,17 @@ class LFF(nn.Module):
         out = torch.einsum("oc,bchw->bohw", self.weight.to(coords.dtype), coords)
         return torch.sin(out + self.bias.to(coords.dtype).view(1, -1, 1, 1))
 
+    def grid(self, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """self(coord_grid(height, width)) computed separably: sin(a + b) = sin a cos b + cos a sin b,
+        with a = w_x x + bias along the width and b = w_y y along the height (no per-pixel sin)."""
+        w, bias = self.weight.to(device=device, dtype=dtype), self.bias.to(device=device, dtype=dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+        ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
+        a = w[:, :1] * xs + bias[:, None]          # (C, W)
+        b = w[:, 1:] * ys                          # (C, H)
+        out = torch.sin(a)[:, None, :] * torch.cos(b)[:, :, None] + torch.cos(a)[:, None, :] * torch.sin(b)[:, :, None]
+        return out.unsqueeze(0)
+
 
 def fold(x: torch.Tensor) -> torch.Tensor:
     """2x2 space-to-depth in the official (dy, dx, c) channel order: out[(dy*2+dx)*C + c, i, j] = x[c, 2i+dy, 2j+dx]."""

@@ -1,6 +1,7 @@
 """Equalized-learning-rate layers: weights are stored N(0, 1) and scaled at run time."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -10,6 +11,13 @@ from torch import nn
 from .fir import BLUR_TAPS, blur, fir_kernel
 
 SQRT2 = math.sqrt(2.0)
+
+
+def full_precision(x: torch.Tensor):
+    """Context that turns autocast off, for the small but precision-critical parts (styles, demodulation, RGB)."""
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, gain: float = SQRT2) -> torch.Tensor:
@@ -41,11 +49,12 @@ class EqualLinear(nn.Module):
         self.activate = activate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias * self.lr_mul
-        if self.activate:
-            return bias_lrelu(F.linear(x, w), b)
-        return F.linear(x, w, b)
+        """Always float32, also under autocast: mapping and style outputs are tiny and precision-critical."""
+        with full_precision(x):
+            x, w, b = x.float(), self.weight.float() * self.weight_gain, self.bias.float() * self.lr_mul
+            if self.activate:
+                return bias_lrelu(F.linear(x, w), b)
+            return F.linear(x, w, b)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activate={self.activate}"

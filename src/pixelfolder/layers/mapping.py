@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import PixelfolderError
 from .equalized import EqualLinear
 
 TRUNCATION_SPACES = ("w", "z")
@@ -42,7 +43,9 @@ class MappingNetwork(nn.Module):
                  num_ws: int = 1, truncation_space: str = "w"):
         super().__init__()
         if truncation_space not in TRUNCATION_SPACES:
-            raise ValueError(f"truncation_space must be one of {TRUNCATION_SPACES}, got {truncation_space!r}")
+            raise PixelfolderError(f"truncation_space must be one of {TRUNCATION_SPACES}, got {truncation_space!r}")
+        if truncation_space == "z" and z_dim != w_dim:
+            raise PixelfolderError("truncation_space='z' (official CIPS) needs z_dim == w_dim")
         dims = [z_dim] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True) for i in range(num_layers))
@@ -60,6 +63,8 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor, c=None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
         if self.truncation_space == "z" and truncation_psi != 1.0:
+            if truncation_cutoff is not None:
+                raise PixelfolderError("truncation_cutoff needs W-space truncation; this model truncates in Z")
             z = self.w_avg.to(z.dtype) + truncation_psi * (z - self.w_avg.to(z.dtype))
             return self.embed(z).unsqueeze(1).repeat(1, self.num_ws, 1)
         ws = self.embed(z).unsqueeze(1).repeat(1, self.num_ws, 1)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .equalized import SQRT2, EqualLinear, conv1x1
+from .equalized import SQRT2, EqualLinear, conv1x1, full_precision
 from .fir import blur, fir_kernel, upsample2x
 
 IMPLS = ("auto", "fused", "nonfused")
@@ -79,7 +79,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         out = F.conv2d(x, weight.to(x.dtype), padding=padding)
     dcoefs = None
     if demodulate:
-        dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8)
+        with full_precision(styles):
+            dcoefs = torch.rsqrt(styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8)
         if not defer_demod:
             out = out * dcoefs.to(out.dtype).view(batch, cout, 1, 1)
     return (out, dcoefs) if defer_demod else out
@@ -140,9 +141,9 @@ class StyledConv(nn.Module):
             addend = addend.contiguous(memory_format=torch.channels_last)
         scale = SQRT2 if dcoefs is None else (dcoefs.to(x.dtype) * SQRT2).view(*dcoefs.shape, 1, 1)
         if torch.is_tensor(scale):
-            out = torch.addcmul(addend, x, scale)
+            out = torch.addcmul(addend.float(), x.float(), scale.float())
         else:
-            out = torch.add(addend, x, alpha=scale)
+            out = torch.add(addend.float(), x.float(), alpha=scale)
         return F.leaky_relu_(out, 0.2) if not torch.is_grad_enabled() else F.leaky_relu(out, 0.2)
 
     def extra_repr(self) -> str:
@@ -162,6 +163,11 @@ class ToRGB(nn.Module):
         self.upsample_skip = upsample_skip
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 even under autocast: 3 output channels cost little, and the skip sum is the image."""
+        with full_precision(x):
+            return self._forward(x.float(), w.float(), skip if skip is None else skip.float())
+
+    def _forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False)
         out = out + self.bias.to(out.dtype).view(1, -1, 1, 1)
         if skip is not None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PixelfolderError
 from ..layers import LFF, ConvLayer, StyledConv, ToRGB, coord_grid
 from ..registry import register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
@@ -36,7 +37,7 @@ class CIPSConfig(GeneratorConfig):
 
 def _check(config: CIPSConfig) -> None:
     if config.embedding_mode not in EMBEDDING_MODES:
-        raise ValueError(f"embedding_mode must be one of {EMBEDDING_MODES}, got {config.embedding_mode!r}")
+        raise PixelfolderError(f"embedding_mode must be one of {EMBEDDING_MODES}, got {config.embedding_mode!r}")
 
 
 class CIPSInput(nn.Module):
@@ -59,7 +60,7 @@ class CIPSInput(nn.Module):
         elif not native:
             emb = F.grid_sample(emb, coords.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
                                 align_corners=True)
-        return torch.cat([self.lff(coords), emb], dim=1)
+        return torch.cat([self.lff.grid(size, size, device=coords.device, dtype=dtype), emb], dim=1)
 
 
 class CIPSSynthesis(nn.Module):

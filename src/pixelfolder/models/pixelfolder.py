@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import LFF, ConvLayer, StyledConv, ToRGB, bias_lrelu, coord_grid, fold, unfold
-from ..layers.equalized import conv1x1
+from ..layers.equalized import conv1x1, full_precision
 from ..registry import register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
@@ -64,26 +64,32 @@ class PixelFolderSynthesis(nn.Module):
                 self.torgbs.append(ToRGB(cout, config.w_dim))
                 cin = cout
         self.num_ws = 2 * len(self.torgbs) + 1
-        self._cache: dict = {}
+        self._cache: dict = {}   # stage -> (parameter snapshot, (device, dtype), embedding)
 
     def noise_shapes(self, size=None) -> list[tuple[int, int]]:
         return [(c.resolution, c.resolution) for c in self.convs]
 
     def embedding(self, i: int, device, dtype) -> torch.Tensor:
-        """Stage i's folded coordinate embedding (batch 1). It depends on the weights only: cached without grad."""
-        params = (self.const, *self.lffs[i].parameters(), *self.projs[i].parameters(),
-                  *(self.embed_const.parameters() if i == 0 else ()))
-        key = (i, str(device), dtype, tuple((id(p), p._version) for p in params))
-        if not torch.is_grad_enabled() and key in self._cache:
-            return self._cache[key]
+        """Stage i's folded coordinate embedding at batch 1: it does not depend on z.
+
+        Without grad it is cached and reused while the parameters it reads are equal (compared by value,
+        so EMA updates through .data or dtype round trips are seen).
+        """
+        params = [self.const, *self.embed_const.parameters()] if i == 0 else []
+        params += [*self.lffs[i].parameters(), *self.projs[i].parameters()]
+        use_cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        if use_cache and i in self._cache:
+            snapshot, key, out = self._cache[i]
+            if key == (str(device), dtype) and all(torch.equal(p, q) for p, q in zip(params, snapshot)):
+                return out
         u = self.unfolded[i]
-        emb = self.lffs[i](coord_grid(u, u, device=device, dtype=dtype))
-        if i == 0:
-            emb = self.embed_const(torch.cat([emb, self.const.to(dtype)], dim=1))
-        out = fold(fold(self.projs[i](emb)))
-        if not torch.is_grad_enabled():
-            self._cache = {k: v for k, v in self._cache.items() if k[0] != i}
-            self._cache[key] = out
+        with full_precision(self.const):   # batch 1, cheap: keep the sin arguments exact under autocast
+            emb = self.lffs[i].grid(u, u, device=device)
+            if i == 0:
+                emb = self.embed_const(torch.cat([emb, self.const.float()], dim=1))
+            out = fold(fold(self.projs[i](emb))).to(dtype)
+        if use_cache:
+            self._cache[i] = ([p.detach().clone() for p in params], (str(device), dtype), out)
         return out
 
     def stage_input(self, i: int, batch: int, x: torch.Tensor | None, device, dtype) -> torch.Tensor:
