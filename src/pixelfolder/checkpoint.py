@@ -79,7 +79,12 @@ def from_record(record: dict, *, source: str = "checkpoint"):
     return model.eval()
 
 
-def load(path, device=None):
-    """Read a file written by `save`; returns the model in eval mode (with `.metadata`)."""
+def load(path, device=None, channels_last: bool = True):
+    """Read a file written by `save`; returns the model in eval mode (with `.metadata`).
+
+    channels_last (default) stores conv weights NHWC, the faster layout for our convolutions on CPUs and GPUs.
+    """
     model = from_record(read_record(path), source=str(path))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model.to(device) if device is not None else model

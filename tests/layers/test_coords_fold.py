@@ -83,3 +83,11 @@ def test_lff_equals_sin_of_1x1_conv():
     assert out.shape == (2, 6, 5, 7)
     err = (out - ref).abs().max().item()
     assert err <= 1e-5 * ref.abs().max().item()
+
+
+def test_lff_grid_equals_lff_on_coordinate_grid():
+    torch.manual_seed(3)
+    lff = LFF(16)
+    for h, w in ((8, 8), (5, 12)):
+        ref = lff(coord_grid(h, w))
+        assert (lff.grid(h, w) - ref).abs().max() <= 1e-5

@@ -219,7 +219,10 @@ def test_save_load_round_trip(name, tmp_path):
         assert torch.equal(sd[k], sd2[k]), k
     x = zs(2, seed=4) if model.kind == "generator" else torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        ref = model(x)
+        assert torch.equal(pixelfolder.load(path, channels_last=False)(x), ref)   # same layout: bit-identical
+        out = loaded(x)   # the default channels_last layout may pick other conv kernels
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
     raw = torch.load(path, weights_only=True)
     for key in ("format", "version", "arch", "config", "state_dict", "metadata"):
         assert key in raw

@@ -82,14 +82,15 @@ def convert_all(path, arch: str | None = None, size: int | None = None) -> dict:
     return out
 
 
-def load_official(path, arch: str | None = None, size: int | None = None, which: str = "g_ema"):
+def load_official(path, arch: str | None = None, size: int | None = None, which: str = "g_ema",
+                  channels_last: bool = True):
     """One network of an official checkpoint as our model in eval mode (`which`: g_ema, g or d)."""
     parts = split_official(read_official(path))
     if which not in parts:
         raise ConversionError(f"{path} has no {which!r}; it has {', '.join(parts)}")
     model = convert_state_dict(parts[which], None if which == "d" else arch, size)
     model.metadata.update(converted_from=Path(path).name, network=which)
-    return model
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 __all__ = ["convert_state_dict", "convert_all", "load_official", "split_official", "detect_arch"]
