@@ -125,7 +125,7 @@ def run(args) -> int:
     specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
     torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
-    print(f"matmul peak ({args.dtype}, {args.threads} thread(s)): {peak:.0f} GFLOP/s; batch {args.batch}, "
+    print(f"peak ({args.dtype}, {args.threads} thread(s), best of a matmul and a oneDNN conv): {peak:.0f} GFLOP/s; batch {args.batch}, "
           f"impl {args.impl}, {'NCHW' if args.no_channels_last else 'channels_last'}"
           f"{', torch.compile' if args.compile else ''}")
     header = (f"{'model':<18} {'params M':>9} {'GMACs':>8} {'GMACs*':>8} {'ms/img':>9} {'img/s':>7} "
