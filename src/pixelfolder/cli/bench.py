@@ -55,11 +55,8 @@ def resolve_spec(spec: str, resolution: int) -> str:
 
 def measure(spec: str, args) -> dict:
     """Everything about one model, in this process."""
-    from ..layers import set_modconv_impl
     from ..metrics.cost import count_macs, count_parameters, median, peak_rss_mb, time_call
     from .common import open_network
-    torch.set_num_threads(args.threads)
-    set_modconv_impl(args.impl)
     device = torch.device(args.device)
     G = open_network(spec, kind="generator", verbose=False).to(device).eval()
     with torch.device("meta"):
@@ -116,15 +113,17 @@ def run_single_subprocess(spec: str, args) -> dict:
 
 
 def run(args) -> int:
-    from ..metrics.cost import matmul_peak_gflops
+    from ..metrics.cost import matmul_peak_gflops, num_threads
     if args.batch < 1 or args.threads < 1 or args.repeats < 1:
         raise PixelfolderError("--batch, --threads and --repeats must be >= 1")
     if args.single:
-        print(json.dumps(measure(args.single, args)))
+        from ..layers import modconv_impl
+        with num_threads(args.threads), modconv_impl(args.impl):
+            print(json.dumps(measure(args.single, args)))
         return 0
     specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
-    torch.set_num_threads(args.threads)
-    peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
+    with num_threads(args.threads):
+        peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
     print(f"peak ({args.dtype}, {args.threads} thread(s), best of a matmul and a oneDNN conv): {peak:.0f} GFLOP/s; batch {args.batch}, "
           f"impl {args.impl}, {'NCHW' if args.no_channels_last else 'channels_last'}"
           f"{', torch.compile' if args.compile else ''}")

@@ -1,0 +1,106 @@
+"""Training options: one frozen dataclass, with per-model defaults (the official recipes) filled in."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import PixelfolderError
+
+DTYPES = ("fp32", "bf16", "fp16")
+AUGMENTS = ("none", "diffaug")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An official recipe. Learning rates are the base ones; lazy regularisation rescales them (see lazy_adam)."""
+    lr: float = 0.002           # base Adam learning rate for G and D
+    gamma: float = 10.0         # R1 weight
+    r1_every: int = 16          # D regularisation interval, steps
+    pl_weight: float = 0.0      # path-length weight (0 = off)
+    g_reg_every: int = 4        # G regularisation interval, steps (also sets G's lazy Adam rescaling)
+    mixing: float = 0.0         # style-mixing probability per sample
+    ema_kimg: float = 20.0      # G_ema half-life, kimg (official: 0.5 ** (32 / 10000) per step at batch 64)
+    batch: int = 64             # global batch, images (official: 8 GPUs x 8)
+    mirror: bool = True         # random x-flips of the real images
+
+
+RECIPES = {
+    "pixelfolder": Recipe(),    # BlingHe/PixelFolder train.sh: no path length, no mixing
+    "cips_skip": Recipe(),      # saic-mdal/CIPS: same loop
+    "cips_res": Recipe(),
+    "stylegan2": Recipe(pl_weight=2.0, mixing=0.9),   # rosinality stylegan2-pytorch defaults
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    model: str = "pixelfolder"     # architecture (pixelfolder, cips_skip, cips_res, stylegan2)
+    preset: str | None = None      # preset name; default: "<model>-tiny" for the emoji demo, else "<model>-<res>"
+    resolution: int | None = None  # px; default: the preset's (emoji: 32)
+    data: str = "emoji"            # dataset path or "emoji" (the embedded Twemoji set)
+    outdir: str = "runs"           # parent directory; each run gets its own numbered subdirectory
+    run_dir: str | None = None     # exact run directory (set when resuming), overrides outdir numbering
+    batch: int | None = None       # global batch, images; default: recipe
+    batch_gpu: int | None = None   # images per process per forward (gradient accumulation below batch/world)
+    kimg: float = 25_000.0         # training length, thousands of real images shown to D
+    time_limit_min: float | None = None  # stop (with a final snapshot) after this many minutes
+    gamma: float | None = None     # R1 weight; default: recipe
+    r1_every: int | None = None    # steps between R1 steps; default: recipe
+    pl_weight: float | None = None  # path-length weight; default: recipe
+    pl_every: int | None = None    # steps between path-length steps; default: recipe
+    mixing: float | None = None    # style-mixing probability; default: recipe
+    ema_kimg: float | None = None  # G_ema half-life, kimg; default: recipe
+    glr: float | None = None       # G learning rate before lazy rescaling; default: recipe
+    dlr: float | None = None       # D learning rate before lazy rescaling; default: recipe
+    mirror: bool | None = None     # x-flip augmentation of reals; default: recipe
+    augment: str = "none"          # "none" or "diffaug" (colour, translation, cutout on reals and fakes)
+    snap_kimg: float = 50.0        # kimg between snapshots (grid, network, training state)
+    metrics: tuple = ()            # metric names computed at each snapshot
+    resume: str | None = None      # None, "auto" or a checkpoint path
+    seed: int = 0                  # master seed: every random draw is keyed by (seed, step, phase, sample)
+    dtype: str = "fp32"            # fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA only)
+    compile: bool = False          # torch.compile G and D for the main phases
+    workers: int = 2               # data-loader worker processes
+    grid_seeds: int = 16           # number of fixed seeds in the fakes grids
+    device: str = "auto"           # cpu, cuda or auto
+
+
+def resolve(opts: TrainOptions) -> TrainOptions:
+    """Fill every None with the model's recipe and check the combination."""
+    if opts.model not in RECIPES:
+        raise PixelfolderError(f"no training recipe for {opts.model!r}; known: {', '.join(RECIPES)}")
+    if opts.dtype not in DTYPES:
+        raise PixelfolderError(f"--dtype must be one of {DTYPES}")
+    if opts.augment not in AUGMENTS:
+        raise PixelfolderError(f"--augment must be one of {AUGMENTS}")
+    r = RECIPES[opts.model]
+    fill = {
+        "batch": r.batch, "gamma": r.gamma, "r1_every": r.r1_every, "pl_weight": r.pl_weight,
+        "pl_every": r.g_reg_every, "mixing": r.mixing, "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr,
+        "mirror": r.mirror,
+    }
+    changes = {k: v for k, v in fill.items() if getattr(opts, k) is None}
+    if opts.preset is None:
+        if opts.data == "emoji" and opts.resolution in (None, 32):
+            changes["preset"] = f"{opts.model}-tiny"
+        else:
+            changes["preset"] = f"{opts.model}-{opts.resolution or 256}"
+    opts = dataclasses.replace(opts, **changes)
+    if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
+        raise PixelfolderError("--batch and --batch-gpu must be >= 1")
+    if opts.kimg <= 0 or opts.snap_kimg <= 0:
+        raise PixelfolderError("--kimg and --snap must be > 0")
+    if not 0.0 <= opts.mixing <= 1.0:
+        raise PixelfolderError("--mixing must be a probability in [0, 1]")
+    return opts
+
+
+def lazy_adam(lr: float, interval: int) -> tuple[float, tuple[float, float]]:
+    """Lazy-regularisation rescaling of Adam (StyleGAN2): lr * c and beta2 = 0.99 ** c, c = k / (k + 1)."""
+    c = interval / (interval + 1)
+    return lr * c, (0.0, 0.99 ** c)
+
+
+def ema_beta(batch: int, ema_kimg: float) -> float:
+    """Per-step EMA decay for a half-life of ema_kimg thousand images at this global batch."""
+    return 0.5 ** (batch / (ema_kimg * 1000.0))

@@ -1,0 +1,119 @@
+"""Training phases: G main, D main, D reg (R1), G reg (path length). Each computes the loss of one chunk of
+samples; the loop accumulates chunks, reduces gradients across processes and steps the optimizer.
+
+No phase knows which architecture it trains: generators only need mapping / synthesis / noise_shapes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .augment import diffaugment
+from .losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from .randomness import generators, rand, randn
+
+
+@dataclass
+class Phase:
+    name: str                 # "Gmain", "Dmain", "Dreg", "Greg"
+    net: str                  # "G" or "D": whose optimizer steps
+    interval: int             # run on steps where step % interval == 0
+    loss: Callable            # loss(ctx, indices, reals) -> (loss, {stat: sum over samples})
+    batch_fraction: float = 1.0   # fraction of each chunk used (path length uses half, as rosinality)
+
+
+@dataclass
+class Context:
+    """What the phases read: networks (and their compiled forwards), options and the step."""
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_synthesis: Callable     # possibly compiled
+    D_forward: Callable       # possibly compiled
+    opts: object
+    step: int
+    device: torch.device
+    autocast: Callable        # () -> context manager
+    pl_mean: torch.Tensor
+
+
+def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool = False):
+    """Images for global sample indices, with keyed z, style mixing and per-layer noise."""
+    G, opts = ctx.G, ctx.opts
+    gens = generators(opts.seed, ctx.step, tag, indices)
+    z = randn(gens, G.z_dim).to(ctx.device)
+    ws = G.mapping(z)
+    n = ws.shape[1]
+    if opts.mixing > 0 and n > 1:
+        z2 = randn(gens, G.z_dim).to(ctx.device)
+        coin = rand(gens, 1).view(-1)
+        cross = torch.stack([torch.randint(1, n, (1,), generator=g) for g in gens]).view(-1)
+        mix = (coin < opts.mixing).to(ctx.device).view(-1, 1, 1)
+        later = torch.arange(n, device=ctx.device).view(1, n, 1) >= cross.to(ctx.device).view(-1, 1, 1)
+        ws = torch.where(mix & later, G.mapping(z2), ws)
+    noise = [randn(gens, 1, h, w).to(ctx.device) for h, w in G.synthesis.noise_shapes()]
+    with ctx.autocast():
+        img = (synthesis or ctx.G_synthesis)(ws, noise_mode="random", noise=noise).float()
+    return (img, ws) if need_ws else img
+
+
+def augment(ctx: Context, x: torch.Tensor, tag: str, indices) -> torch.Tensor:
+    if ctx.opts.augment == "diffaug":
+        return diffaugment(x, generators(ctx.opts.seed, ctx.step, tag, indices))
+    return x
+
+
+def d_logits(ctx: Context, x: torch.Tensor, forward=None) -> torch.Tensor:
+    with ctx.autocast():
+        return (forward or ctx.D_forward)(x).float()
+
+
+def g_main(ctx: Context, indices, reals):
+    fake = augment(ctx, make_fakes(ctx, "Gmain", indices), "aug-Gmain", indices)
+    loss = g_nonsaturating_loss(d_logits(ctx, fake))
+    return loss, {"loss_G": loss.detach() * len(indices)}
+
+
+def d_main(ctx: Context, indices, reals):
+    with torch.no_grad():
+        fake = make_fakes(ctx, "Dmain", indices)
+    fake_logits = d_logits(ctx, augment(ctx, fake, "aug-fake", indices))
+    real_logits = d_logits(ctx, augment(ctx, reals, "aug-real", indices))
+    loss = d_logistic_loss(real_logits, fake_logits)
+    b = len(indices)
+    return loss, {"loss_D": loss.detach() * b, "score_real": real_logits.detach().sum(),
+                  "score_fake": fake_logits.detach().sum()}
+
+
+def d_reg(ctx: Context, indices, reals):
+    x = augment(ctx, reals, "aug-real", indices).detach().requires_grad_(True)
+    logits = d_logits(ctx, x, forward=ctx.D)   # eager: double backward
+    penalty, _ = r1_penalty(logits, x)
+    weight = ctx.opts.gamma / 2 * ctx.opts.r1_every
+    return penalty * weight, {"r1": penalty.detach() * len(indices)}
+
+
+def g_reg(ctx: Context, indices, reals):
+    img, ws = make_fakes(ctx, "Greg", indices, synthesis=ctx.G.synthesis, need_ws=True)
+    gens = generators(ctx.opts.seed, ctx.step, "pl-noise", indices)
+    h, w = img.shape[2:]
+    y = randn(gens, *img.shape[1:]).to(ctx.device) / math.sqrt(h * w)
+    (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+    lengths = grad.square().sum(2).mean(1).sqrt()
+    penalty = (lengths - ctx.pl_mean).square().mean()
+    loss = penalty * ctx.opts.pl_weight * ctx.opts.pl_every + 0 * img.flatten()[0]
+    b = len(indices)
+    return loss, {"pl_penalty": penalty.detach() * b, "pl_length": lengths.detach().sum()}
+
+
+def build_phases(opts) -> list[Phase]:
+    """The official order within an iteration: D main, D reg, G main, G reg."""
+    phases = [Phase("Dmain", "D", 1, d_main)]
+    if opts.gamma > 0:
+        phases.append(Phase("Dreg", "D", opts.r1_every, d_reg))
+    phases.append(Phase("Gmain", "G", 1, g_main))
+    if opts.pl_weight > 0:
+        phases.append(Phase("Greg", "G", opts.pl_every, g_reg, batch_fraction=0.5))
+    return phases
