@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import PixelfolderError
-from . import bench, convert, generate, models
+from . import bench, convert, generate, models, prepare, train
 
-VERBS = [models, generate, convert, bench]
+VERBS = [models, generate, convert, bench, prepare, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

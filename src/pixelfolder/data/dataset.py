@@ -1,0 +1,86 @@
+"""Reading prepared datasets (LMDB, zip, or a raw folder of images) as CHW tensors."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import PixelfolderError
+from .decode import DecodeError, decode_rgb
+from .sources import open_source, require_images
+from .transforms import center_crop
+
+DTYPES = ("uint8", "float")
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images of an LMDB (official or rosinality keys), a zip (dataset_tool layout or any zip of images) or a
+    folder, detected from `path`.
+
+    Items are (3, H, W) uint8 tensors (`dtype="uint8"`) or float32 in [-1, 1] (`dtype="float"`). With
+    `resolution`, images of another size are center-cropped and resized (LANCZOS) on the fly. With `xflip`,
+    the length doubles and item N + i is image i mirrored left-right (StyleGAN2-ADA's --mirror).
+    Pickle-safe: zip and LMDB handles are opened lazily in each DataLoader worker.
+    """
+
+    def __init__(self, path, resolution: int | None = None, xflip: bool = False, dtype: str = "uint8"):
+        if dtype not in DTYPES:
+            raise PixelfolderError(f"dtype must be 'uint8' or 'float', not {dtype!r}")
+        if resolution is not None and resolution < 1:
+            raise PixelfolderError(f"resolution must be >= 1 (got {resolution})")
+        self.source = require_images(open_source(path, prefer_size=resolution))
+        self.path, self.xflip, self.dtype = self.source.path, bool(xflip), dtype
+        self._resolution = resolution
+        self.num_images = len(self.source)
+
+    def __len__(self) -> int:
+        return self.num_images * (2 if self.xflip else 1)
+
+    @property
+    def resolution(self) -> int:
+        """The requested resolution, else the height of the first image."""
+        return self._resolution or int(self.image(0).shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.image(0).shape
+        return (c, h, w)
+
+    def image(self, index: int) -> np.ndarray:
+        """Image `index` (< num_images) as an (H, W, 3) uint8 array, resized if a resolution was asked."""
+        try:
+            img = decode_rgb(self.source.read(index))
+        except (DecodeError, OSError) as e:
+            raise PixelfolderError(f"{self.path}: image {index} ({self.source.name(index)}) is unreadable: {e}") \
+                from None
+        r = self._resolution
+        if r is not None and img.size != (r, r):
+            img = center_crop(img, r)[0]
+        return np.asarray(img)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        flip = index >= self.num_images
+        arr = self.image(index - self.num_images if flip else index)
+        if flip:
+            arr = arr[:, ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return x if self.dtype == "uint8" else x.float().div_(127.5).sub_(1.0)
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset({str(self.path)!r}, {self.source.kind}, {self.num_images} images"
+                f"{', xflip' if self.xflip else ''}{f', resolution={self._resolution}' if self._resolution else ''})")
+
+
+def open_dataset(spec, resolution: int | None = None, **kwargs) -> ImageDataset:
+    """ImageDataset for a path, or for the string "emoji": the cached Twemoji set at resolution 32 (default) or 64.
+
+    (A folder called emoji is reached as "./emoji" or Path("emoji").)
+    """
+    if isinstance(spec, str) and spec == "emoji":
+        from .emoji import emoji_zip
+        return ImageDataset(emoji_zip(resolution or 32), resolution=None, **kwargs)
+    return ImageDataset(spec, resolution=resolution, **kwargs)
