@@ -47,6 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, help="data-loader processes (default: 2 on GPU, 0 on CPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="also log stats for TensorBoard")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
     p.set_defaults(run=run)
 

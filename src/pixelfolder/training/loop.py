@@ -145,7 +145,7 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
 
 def training_loop(opts: TrainOptions) -> TrainingResult:
     world, device = dist_utils.init(opts.device)
-    run = RunDir(opts.run_dir, active=world.is_main)
+    run = RunDir(opts.run_dir, active=world.is_main, tensorboard=opts.tensorboard)
     if opts.batch % world.world_size:
         raise PixelfolderError(f"--batch {opts.batch} is not divisible by the {world.world_size} processes")
     local_batch = opts.batch // world.world_size

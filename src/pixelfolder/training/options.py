@@ -63,6 +63,7 @@ class TrainOptions:
     workers: int = 2               # data-loader worker processes
     grid_seeds: int = 16           # number of fixed seeds in the fakes grids
     device: str = "auto"           # cpu, cuda or auto
+    tensorboard: bool = False      # also log the stats for TensorBoard (optional extra)
 
 
 def resolve(opts: TrainOptions) -> TrainOptions:

@@ -34,9 +34,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class RunDir:
-    def __init__(self, path, active: bool = True):
+    def __init__(self, path, active: bool = True, tensorboard: bool = False):
         self.path = Path(path)
         self.active = active
+        self.tb = None
+        if active and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise PixelfolderError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                                       "(or pixelfolder[tensorboard])") from None
+            self.tb = SummaryWriter(str(self.path / "tensorboard"))
         self.log_lines: list[str] = []
         self.stats: list[dict] = []
         if active and (self.path / "log.txt").is_file():
@@ -68,6 +76,11 @@ class RunDir:
     def add_stats(self, record: dict) -> None:
         if self.active:
             self.stats = [s for s in self.stats if s.get("step", -1) < record["step"]] + [record]
+            if self.tb is not None:
+                for key, value in record.items():
+                    if key not in ("step", "kimg") and isinstance(value, (int, float)):
+                        self.tb.add_scalar(key, value, global_step=int(record["kimg"] * 1000))
+                self.tb.flush()
 
     def flush(self) -> None:
         if self.active:
