@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--mirror", action=argparse_bool(), default=None, help="random x-flips of reals (default on)")
     p.add_argument("--augment", choices=["none", "diffaug"], default="none", help="DiffAugment on reals and fakes")
     p.add_argument("--snap", type=float, dest="snap_kimg", help="kimg between snapshots (default 50; demo 10)")
-    p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot")
+    p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot (e.g. fid50k_full)")
+    p.add_argument("--metric-num-gen", type=int, help="generated images per metric at snapshots (default 50k)")
     p.add_argument("--resume", help="'auto' (latest state in --outdir, else start fresh) or a checkpoint path")
     p.add_argument("--seed", type=int, default=0, help="master seed")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
@@ -79,7 +80,8 @@ def run(args) -> int:
         print(json.dumps(dataclasses.asdict(opts), indent=2))
         return 0
     if opts.metrics:
-        raise PixelfolderError("metrics during training arrive with `pixelfolder evaluate`; drop --metrics")
+        from ..metrics.metric_main import parse_metric_names
+        parse_metric_names(opts.metrics)       # unknown names fail before training starts
     from ..training.rundir import STATE
     if opts.resume is None and (Path(opts.run_dir) / STATE).is_file():
         raise PixelfolderError(f"{opts.run_dir} already holds a training state: pass --resume auto to continue "

@@ -141,6 +141,15 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
     path = run.save_network(G_ema, int(kimg_now), meta)
     run.save_state(state)
     run.log(f"snapshot at kimg {kimg_now:.1f}: {path.name}, training-state.pt")
+    if opts.metrics:
+        from ..data import open_dataset
+        from ..metrics import compute_records, write_jsonl
+        dataset = open_dataset(opts.data, resolution=G_ema.resolution)
+        for record in compute_records(opts.metrics, G=G_ema, dataset=dataset, num_gen=opts.metric_num_gen,
+                                      seed=opts.seed, echo=run.log):
+            write_jsonl(record, run.path, network=path.name, kimg=kimg_now)
+            run.log("  " + "  ".join(f"{k}: {v:.4f}" for k, v in record.results.items()
+                                     if isinstance(v, float)))
 
 
 def training_loop(opts: TrainOptions) -> TrainingResult:

@@ -55,7 +55,8 @@ class TrainOptions:
     mirror: bool | None = None     # x-flip augmentation of reals; default: recipe
     augment: str = "none"          # "none" or "diffaug" (colour, translation, cutout on reals and fakes)
     snap_kimg: float = 50.0        # kimg between snapshots (grid, network, training state)
-    metrics: tuple = ()            # metric names computed at each snapshot
+    metrics: tuple = ()            # metric names computed at each snapshot (e.g. fid50k_full)
+    metric_num_gen: int | None = None  # generated images per metric at snapshots (default: the metric's, 50k)
     resume: str | None = None      # None, "auto" or a checkpoint path
     seed: int = 0                  # master seed: every random draw is keyed by (seed, step, phase, sample)
     dtype: str = "fp32"            # fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA only)
