@@ -55,14 +55,11 @@ def resolve_spec(spec: str, resolution: int) -> str:
 
 def measure(spec: str, args) -> dict:
     """Everything about one model, in this process."""
-    from ..metrics.cost import count_macs, count_parameters, median, peak_rss_mb, time_call
+    from ..metrics.cost import count_parameters, generator_macs, median, peak_rss_mb, time_call
     from .common import open_network
     device = torch.device(args.device)
     G = open_network(spec, kind="generator", verbose=False).to(device).eval()
-    with torch.device("meta"):
-        meta = type(G)(G.config).to("meta").eval()
-    with torch.no_grad():
-        macs = count_macs(meta, torch.zeros(1, G.z_dim, device="meta"))
+    macs = generator_macs(G)
     z = torch.randn(args.batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         reference = G(z).float()

@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import PixelfolderError
-from . import bench, convert, generate, models, prepare, train
+from . import bench, convert, evaluate, generate, models, prepare, train
 
-VERBS = [models, generate, convert, bench, prepare, train]
+VERBS = [models, generate, convert, bench, prepare, train, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,8 +134,10 @@ def _work(index: int) -> Item:
 
 
 def _mp_context():
+    """forkserver where available: forking a process that already runs torch's thread pools can deadlock
+    (seen once in the test suite), while the fork server is a fresh single-threaded process."""
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _items(source: Source, cfg: PrepareConfig):

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from ..models.base import count_parameters
 
-__all__ = ["count_parameters", "count_macs", "time_call", "matmul_peak_gflops", "peak_rss_mb"]
+__all__ = ["count_parameters", "count_macs", "generator_macs", "generator_ms_per_image", "time_call",
+           "matmul_peak_gflops", "peak_rss_mb"]
 
 
 class _TransposedConvFlops(TorchDispatchMode):
@@ -40,6 +41,28 @@ def count_macs(fn, *args, **kwargs) -> dict:
     with FlopCounterMode(display=False) as counter, transposed:
         fn(*args, **kwargs)
     return {"total": counter.get_total_flops() / 2, "transposed": transposed.flops / 2}
+
+
+def generator_macs(G) -> dict:
+    """count_macs of one single-image forward of G, on a meta-device copy (no memory, no arithmetic)."""
+    with torch.device("meta"):
+        meta = type(G)(G.config).to("meta").eval()
+    with torch.no_grad():
+        return count_macs(meta, torch.zeros(1, G.z_dim, device="meta"))
+
+
+def generator_ms_per_image(G, *, batch: int = 4, repeats: int = 3, dtype=None) -> float:
+    """Median wall-clock ms per image of G(z) at `batch` (one warm-up call), optionally under autocast(dtype)."""
+    device = next(G.parameters()).device
+    z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def forward():
+        with torch.no_grad(), autocast:
+            G(z)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return median(time_call(forward, repeats=repeats)) / batch * 1e3
 
 
 def time_call(fn, *, repeats: int = 5, warmup: int = 1) -> list[float]:
