@@ -5,6 +5,7 @@ state does not slow the next. This is a benchmark: it measures and prints, it as
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -33,13 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed forwards per model (median reported)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", help="also write the results as JSON to this file")
-    p.add_argument("--single", help=argparse_hidden())
+    p.add_argument("--single", help=argparse.SUPPRESS)   # internal: measure one model in this process
     p.set_defaults(run=run)
-
-
-def argparse_hidden():
-    import argparse
-    return argparse.SUPPRESS
 
 
 def resolve_spec(spec: str, resolution: int) -> str:

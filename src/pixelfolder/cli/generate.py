@@ -38,5 +38,3 @@ def run(args) -> int:
     print(f"wrote {len(seeds)} image(s) of {images.shape[-1]}x{images.shape[-2]} px to {outdir}"
           + (" and grid.png" if args.grid else ""))
     return 0
-
-

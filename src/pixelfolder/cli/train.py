@@ -5,6 +5,7 @@ Runs as one process, or under `torchrun --nproc_per_node N -m pixelfolder.cli.ma
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
                                                   "per step at batch 64)")
     p.add_argument("--glr", type=float, help="G learning rate before lazy rescaling (default 0.002)")
     p.add_argument("--dlr", type=float, help="D learning rate before lazy rescaling (default 0.002)")
-    p.add_argument("--mirror", action=argparse_bool(), default=None, help="random x-flips of reals (default on)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="random x-flips of reals (default on)")
     p.add_argument("--augment", choices=["none", "diffaug"], default="none", help="DiffAugment on reals and fakes")
     p.add_argument("--snap", type=float, dest="snap_kimg", help="kimg between snapshots (default 50; demo 10)")
     p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot (e.g. fid50k_full)")
@@ -51,11 +52,6 @@ def add_parser(sub) -> None:
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log stats for TensorBoard")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
     p.set_defaults(run=run)
-
-
-def argparse_bool():
-    import argparse
-    return argparse.BooleanOptionalAction
 
 
 def options_from_args(args):
