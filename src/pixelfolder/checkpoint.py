@@ -2,31 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_torch_save
 from .errors import CheckpointError
 from .registry import architecture, config_from_dict
 
 FORMAT = "pixelfolder-checkpoint"
 VERSION = 1
-
-
-def atomic_torch_save(obj, path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_record(model, metadata: dict | None = None) -> dict:

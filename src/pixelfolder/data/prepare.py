@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from ..atomic import atomic_write_text, umask
 from ..errors import PixelfolderError
 from .decode import DecodeError, decode_rgb, encode
 from .sources import Source, _lmdb, open_source, require_images
@@ -256,15 +257,9 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
         raise PixelfolderError(f"refusing to replace directory {dst}: it holds files other than an LMDB's")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _install(tmp: Path, dst: Path) -> None:
     """Move the finished temporary output to `dst` (replacing an old dataset only now)."""
-    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())     # mkstemp/mkdtemp made it private
+    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask())     # mkstemp/mkdtemp made it private
     if dst.is_dir() and not dst.is_symlink():
         shutil.rmtree(dst)
     elif dst.exists() or dst.is_symlink():
@@ -275,14 +270,6 @@ def _install(tmp: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def _write_log(result: PrepareResult, source: Source, cfg: PrepareConfig) -> None:
     lines = [f"# pixelfolder prepare {source.path} -> {result.dst}",
              f"# size {cfg.size}, transform {cfg.transform}, format {cfg.format}, "
@@ -291,7 +278,7 @@ def _write_log(result: PrepareResult, source: Source, cfg: PrepareConfig) -> Non
              f"upscaled {len(result.upscaled)}"]
     lines += [f"skipped\t{name}\t{reason}" for name, reason in result.skipped]
     lines += [f"upscaled\t{name}\t{wh} -> {cfg.size}" for name, wh in result.upscaled]
-    _write_text(result.log, "\n".join(lines) + "\n")
+    atomic_write_text(result.log, "\n".join(lines) + "\n", suffix=".incomplete")
 
 
 # ---------------------------------------------------------------- the command

@@ -187,7 +187,7 @@ def _load_reference(path: Path, key: str) -> dict | None:
 
 
 def _save_reference(path: Path, key: str, identity: dict, detector: Detector, features: dict) -> dict:
-    from ..checkpoint import atomic_torch_save
+    from ..atomic import atomic_torch_save
     record = {"key": key, "identity": json.dumps(identity, default=str), "detector": detector.describe(),
               "features": features}
     if "pool3" in features:

@@ -223,7 +223,7 @@ def _fid_helper_version() -> str:
 
 
 def _write_cache(path: Path, sd: dict, source: str, sha: str, origin: dict) -> None:
-    from ..checkpoint import atomic_torch_save
+    from ..atomic import atomic_torch_save
     try:
         atomic_torch_save({"format": FORMAT, "state_dict": sd, "source": source, "sha256": sha, "origin": origin},
                           path)

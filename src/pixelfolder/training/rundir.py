@@ -7,30 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_torch_save, from_record, to_record
+from ..atomic import atomic_torch_save, atomic_write, atomic_write_text
+from ..checkpoint import from_record, to_record
 from ..errors import PixelfolderError
 
 STATE = "training-state.pt"
 STATE_FORMAT = "pixelfolder-training-state"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunDir:
@@ -94,9 +82,7 @@ class RunDir:
     def save_grid(self, image: torch.Tensor, kimg: int) -> None:
         if self.active:
             from ..data.images import save_image
-            tmp = self.path / f".fakes{kimg:06d}.png.tmp.png"
-            save_image(image, tmp)
-            os.replace(tmp, self.path / f"fakes{kimg:06d}.png")
+            atomic_write(self.path / f"fakes{kimg:06d}.png", lambda tmp: save_image(image, tmp), suffix=".png")
 
     def save_network(self, G, kimg: int, metadata: dict) -> Path:
         path = self.path / f"network-snapshot-{kimg:06d}.pt"
