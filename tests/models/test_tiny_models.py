@@ -121,15 +121,21 @@ def test_ws_input_equals_z_input(G):
         assert_close(G(ws=ws, truncation_psi=0.6), G(z, truncation_psi=0.6), "ws vs z with psi")
 
 
+def perturbed(name, seed):
+    """The preset with every parameter moved by 0.1 * N(0, 1) (seeded)."""
+    model = make(name)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 @pytest.mark.parametrize("name", TINY_G)
 @pytest.mark.parametrize("ctx", ["no_grad", "inference_mode"])
 def test_outputs_follow_in_place_weight_changes(name, ctx):
     """Loading other weights in place (or editing them) changes the next no-grad output accordingly."""
-    A, B = make(name), make(name)
-    torch.manual_seed(99)
-    with torch.no_grad():
-        for p in B.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    A, B = make(name), perturbed(name, seed=99)
     z = zs(2, seed=8)
     guard = torch.no_grad if ctx == "no_grad" else torch.inference_mode
     with guard():
@@ -163,11 +169,7 @@ def accumulate(model1, model2, decay=0.5):
 @pytest.mark.parametrize("name", TINY_G)
 def test_outputs_follow_ema_update_through_data(name):
     """g_ema updated with the official accumulate() and then sampled under no_grad shows the new weights."""
-    g_ema, g = make(name), make(name)
-    torch.manual_seed(98)
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    g_ema, g = make(name), perturbed(name, seed=98)
     z = zs(2, seed=9)
     with torch.no_grad():
         before = g_ema(z).clone()
