@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from ..errors import PixelfolderError
 from ..layers import NOISE_MODES, MappingNetwork, truncate
 
 PSI_RANGE = (-1.0, 2.0)
+MAX_RENDER_FRACTION = 0.8   # refuse renders whose estimated peak memory exceeds this share of physical memory
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,21 @@ def log2_resolution(resolution: int, minimum: int) -> int:
     if resolution < minimum or 2 ** log != resolution:
         raise PixelfolderError(f"resolution must be a power of two >= {minimum}, got {resolution}")
     return log
+
+
+def physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return 1 << 40
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
 
 
 def seed_generator(seed: int) -> torch.Generator:
@@ -95,16 +112,49 @@ class Generator(nn.Module):
         if size is not None and size != self.resolution and self.native_size_only:
             raise PixelfolderError(f"{self.arch} renders only its native {self.resolution}px grid, not {size}px")
 
+    def output_size(self, size: int | None = None, scale: float | None = None) -> int | None:
+        """The render grid side for an explicit `size` or a `scale` (int(resolution * scale), as CREPS's gen_images)."""
+        if scale is None:
+            if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
+                raise PixelfolderError(f"size must be a positive integer, got {size!r}")
+            return None if size is None else int(size)
+        if size is not None:
+            raise PixelfolderError("give either size or scale, not both")
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise PixelfolderError(f"scale must be a finite number > 0, got {scale!r}")
+        out = int(self.resolution * scale)
+        if out < 1:
+            raise PixelfolderError(f"scale {scale} gives an empty image ({self.resolution} px x {scale} < 1 px)")
+        return out
+
+    def render_bytes(self, batch: int, size: int) -> int:
+        """Estimated peak bytes of one forward at this size (models with a chunked renderer override it)."""
+        return 4 * batch * 3 * size * size
+
+    def check_render_memory(self, batch: int, size: int | None) -> None:
+        """Refuse a render whose estimated peak memory exceeds MAX_RENDER_FRACTION of physical memory."""
+        if size is None or size == self.resolution:
+            return
+        need, have = self.render_bytes(batch, size), physical_memory_bytes()
+        if need > MAX_RENDER_FRACTION * have:
+            raise PixelfolderError(
+                f"a {size}x{size} render of {batch} image(s) would need about {format_bytes(need)}; "
+                f"this machine has {format_bytes(have)}")
+
     def forward(self, z: torch.Tensor | None = None, c=None, *, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const", noise=None,
-                ws: torch.Tensor | None = None, size: int | None = None, return_stages: bool = False):
+                ws: torch.Tensor | None = None, size: int | None = None, scale: float | None = None,
+                return_stages: bool = False):
         """Images (B, 3, H, W), nominally in [-1, 1] and not clamped.
 
         ws (W+ input, (B, n_latent, w_dim) or (B, w_dim)) replaces z; truncation then applies in W.
-        `noise`: explicit per-layer noise tensors (see synthesis.noise_shapes). `size`: render grid (CIPS).
+        `noise`: explicit per-layer noise tensors (see synthesis.noise_shapes).
+        `size` (px) or `scale` (x native): render grid of any-resolution models (CIPS, INR-GAN, CREPS).
         `return_stages`: also return the list of per-stage images (PixelFolder).
         """
+        size = self.output_size(size, scale)
         self._check_args(z, c, truncation_psi, noise_mode, ws, size)
+        self.check_render_memory(z.shape[0] if ws is None else ws.shape[0], size)
         if ws is None:
             ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         else:
@@ -120,12 +170,13 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample(self, seeds, *, batch_size: int = 8, truncation_psi: float = 1.0,
                truncation_cutoff: int | None = None, noise_mode: str = "const", size: int | None = None,
-               device=None) -> torch.Tensor:
+               scale: float | None = None, device=None) -> torch.Tensor:
         """Images for `seeds` (N, 3, H, W) on the CPU; the image of a seed does not depend on batch_size.
 
         With noise_mode='random' the noise of each image is drawn from its seed's generator as well.
         """
         device = device or next(self.parameters()).device
+        size = self.output_size(size, scale)
         out = []
         for start in range(0, len(seeds), batch_size):
             chunk = list(seeds)[start:start + batch_size]
