@@ -49,13 +49,39 @@ def resolve_spec(spec: str, resolution: int) -> str:
     raise PixelfolderError(f"unknown model {spec!r} (an architecture, a preset or a checkpoint file)")
 
 
+def measure_likelihood(model, spec: str, args) -> dict:
+    """Likelihood evaluation (img/s, eval-mode BatchNorm) and exact sampling (s/img) of a likelihood model."""
+    from ..metrics.cost import count_parameters, median, peak_rss_mb, time_call
+    device = torch.device(args.device)
+    size = model.resolution
+    x = torch.randint(0, 256, (args.batch, 3, model.config.height, model.config.width), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0)).to(device)
+    net = model if args.no_channels_last else model.to(memory_format=torch.channels_last)
+
+    def evaluate():
+        with torch.no_grad():
+            return net.nll_bits(x)
+    times = time_call(evaluate, repeats=args.repeats)
+    sample_times = time_call(lambda: net.sample([0], batch_size=1, device=device), repeats=max(1, args.repeats // 2),
+                             warmup=0)
+    sec = median(times)
+    return {"model": spec, "arch": model.arch, "kind": model.kind, "resolution": size, "batch": args.batch,
+            "dtype": "fp32", "threads": args.threads, "params": count_parameters(model),
+            "ms_per_img": sec / args.batch * 1e3, "img_per_s": args.batch / sec, "times_s": times,
+            "bpd_random_images": float(evaluate().sum() / x[0].numel() / args.batch),
+            "sample_s_per_img": median(sample_times), "sample_times_s": sample_times, "peak_rss_mb": peak_rss_mb()}
+
+
 def measure(spec: str, args) -> dict:
     """Everything about one model, in this process."""
     from ..metrics.cost import count_parameters, generator_macs, median, peak_rss_mb, time_call
     from .common import open_network
     device = torch.device(args.device)
-    G = open_network(spec, kind="generator", verbose=False).to(device).eval()
+    G = open_network(spec, kind=("generator", "likelihood"), verbose=False).to(device).eval()
+    if G.kind == "likelihood":
+        return measure_likelihood(G, spec, args)
     macs = generator_macs(G)
+    official_macs = G.official_macs() if hasattr(G, "official_macs") else None
     z = torch.randn(args.batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         reference = G(z).float()
@@ -80,10 +106,11 @@ def measure(spec: str, args) -> dict:
         "model": spec, "arch": G.arch, "resolution": G.resolution, "batch": args.batch, "dtype": args.dtype,
         "threads": args.threads, "impl": args.impl, "compile": args.compile,
         "channels_last": not args.no_channels_last,
-        "params": count_parameters(G), "gmacs": macs["total"] / 1e9,
+        "params": count_parameters(G), "gmacs": (official_macs or macs["total"]) / 1e9,
+        "gmacs_executed": macs["total"] / 1e9,
         "gmacs_transposed_at_output": (macs["total"] + 3 * macs["transposed"]) / 1e9,
         "ms_per_img": sec / args.batch * 1e3, "img_per_s": args.batch / sec,
-        "gflops_per_s": 2 * macs["total"] * args.batch / sec / 1e9,
+        "gflops_per_s": 2 * (official_macs or macs["total"]) * args.batch / sec / 1e9,
         "times_s": times, "rel_l2_vs_fp32": err,
         "max_abs_diff_vs_fp32": (out - reference).abs().max().item(), "max_abs_fp32": reference.abs().max().item(),
         "peak_rss_mb": peak_rss_mb(), "rss_before_timing_mb": rss_before,
@@ -128,12 +155,18 @@ def run(args) -> int:
         r = run_single_subprocess(spec, args)
         r["matmul_peak_gflops"] = peak
         rows.append(r)
+        if r.get("kind") == "likelihood":
+            print(f"{spec:<18} {r['params'] / 1e6:9.3f} likelihood {r['resolution']} px: {r['ms_per_img']:9.1f} ms/img "
+                  f"{r['img_per_s']:7.2f} img/s (eval-mode BN, batch {r['batch']}); exact sampling "
+                  f"{r['sample_s_per_img']:.2f} s/img; peak {r['peak_rss_mb']:.0f} MB")
+            continue
         paper = f"{r['gmacs_transposed_at_output']:8.2f}" if r["gmacs_transposed_at_output"] != r["gmacs"] else f"{'':>8}"
         print(f"{spec:<18} {r['params'] / 1e6:9.3f} {r['gmacs']:8.2f} {paper} {r['ms_per_img']:9.1f} "
               f"{r['img_per_s']:7.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
               f"{r['peak_rss_mb']:8.0f} {r['rel_l2_vs_fp32']:8.1e}")
-    print("GMACs* = StyleGAN2's transposed convs counted at output resolution (the paper's convention); "
-          "relL2 = relative L2 error against this model's own fp32 eager output")
+    print("GMACs = MACs of the official computation per image (INR-GAN/CREPS: counted as FlopCounterMode counts the "
+          "official code; ours may do fewer); GMACs* = StyleGAN2's transposed convs counted at output resolution "
+          "(the paper's convention); relL2 = relative L2 error against this model's own fp32 eager output")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -42,7 +42,7 @@ def parse_device(name: str | None) -> torch.device:
     return device
 
 
-def open_network(spec: str, *, kind: str | None = None, verbose: bool = True):
+def open_network(spec: str, *, kind: str | tuple | None = None, verbose: bool = True):
     """A model from a pixelfolder checkpoint, an official checkpoint (converted on the fly) or a preset name."""
     from .. import checkpoint, registry
     from ..convert import load_official
@@ -62,8 +62,9 @@ def open_network(spec: str, *, kind: str | None = None, verbose: bool = True):
             print(f"note: {spec!r} is a preset: the network is randomly initialised, not trained")
     else:
         raise PixelfolderError(f"{spec!r} is neither a file nor a known preset (see `pixelfolder models`)")
-    if kind is not None and model.kind != kind:
-        raise PixelfolderError(f"{spec} holds a {model.kind} ({model.arch}), not a {kind}")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and model.kind not in kinds:
+        raise PixelfolderError(f"{spec} holds a {model.kind} ({model.arch}), not a {' or '.join(kinds)}")
     return model
 
 

@@ -5,14 +5,19 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="convert an official PixelFolder/CIPS/StyleGAN2 checkpoint")
-    p.add_argument("src", help="official checkpoint (train.py dict or bare g_ema state_dict)")
+    p = sub.add_parser("convert", help="convert an official checkpoint (PixelFolder, CIPS, StyleGAN2, INR-GAN, "
+                                       "CREPS, StyleGAN2-ADA pickles, PixelPyramids)")
+    p.add_argument("src", help="official checkpoint: train.py dict, bare state_dict, NVlabs network-snapshot .pkl "
+                               "(read as data, never executed) or PixelPyramids checkpoint (with --params)")
     p.add_argument("dst", help="output .pt file")
-    p.add_argument("--arch", choices=["pixelfolder", "cips_skip", "cips_res", "stylegan2"],
-                   help="generator architecture (default: inferred from the keys)")
+    p.add_argument("--arch", choices=["pixelfolder", "cips_skip", "cips_res", "stylegan2", "inrgan", "inrgan_bil",
+                                      "creps", "stylegan2_ada", "pixelpyramids"],
+                   help="architecture (default: inferred from the keys or the pickle's recorded class)")
     p.add_argument("--size", type=int, help="expected resolution (checked)")
-    p.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"],
-                   help="network to convert; 'all' writes DST stem + _g_ema/_g/_d for each one present")
+    p.add_argument("--which", default="g_ema", type=str.lower, choices=["g_ema", "g", "d", "all"],
+                   help="network to convert (G_ema, G or D of a pickle); 'all' writes DST stem + _g_ema/_g/_d "
+                        "for each one present")
+    p.add_argument("--params", help="PixelPyramids: the official params/<name>.json the checkpoint was trained with")
     p.set_defaults(run=run)
 
 
@@ -27,9 +32,10 @@ def run(args) -> int:
         nets = convert_all(args.src, args.arch, args.size)
         targets = {name: dst.with_name(f"{dst.stem}_{name}{dst.suffix or '.pt'}") for name in nets}
     else:
-        nets = {args.which: load_official(args.src, args.arch, args.size, which=args.which)}
+        nets = {args.which: load_official(args.src, args.arch, args.size, which=args.which, params=args.params)}
         targets = {args.which: dst}
     for name, model in nets.items():
         save(model, targets[name], model.metadata)
-        print(f"{name}: {model.arch} {model.resolution}px, {count_parameters(model):,} parameters -> {targets[name]}")
+        size = getattr(model, "resolution", None)
+        print(f"{name}: {model.arch} {size}px, {count_parameters(model):,} parameters -> {targets[name]}")
     return 0

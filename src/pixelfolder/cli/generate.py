@@ -13,7 +13,13 @@ def add_parser(sub) -> None:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N w's")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
-    p.add_argument("--size", type=int, default=None, help="render size for coordinate-based models (CIPS)")
+    p.add_argument("--size", type=int, default=None,
+                   help="render size in px for any-resolution models (CIPS, INR-GAN, CREPS)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="render at int(resolution x SCALE) px (any-resolution models; CREPS's gen_images --scale)")
+    p.add_argument("--sampler", choices=["exact", "official"], default="exact",
+                   help="likelihood models (PixelPyramids): exact ancestral sampling (default) or the official "
+                        "approximate sampler (temperature 0.1, truncation), to reproduce its pictures")
     p.add_argument("--outdir", required=True, help="output directory")
     p.add_argument("--grid", action="store_true", help="also write grid.png with all images")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
@@ -28,9 +34,15 @@ def run(args) -> int:
         raise PixelfolderError("--batch must be >= 1")
     outdir = writable_dir(args.outdir)
     device = parse_device(args.device)
-    G = open_network(args.network, kind="generator").to(device)
-    images = G.sample(seeds, batch_size=args.batch, truncation_psi=args.trunc,
-                      truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size)
+    G = open_network(args.network, kind=("generator", "likelihood")).to(device)
+    if G.kind == "likelihood":
+        if args.size is not None or args.scale is not None or args.trunc != 1.0:
+            raise PixelfolderError(f"{G.arch} samples at its own size without truncation: drop --size/--scale/--trunc")
+        images = G.sample(seeds, batch_size=args.batch, mode=args.sampler, device=device)
+    else:
+        images = G.sample(seeds, batch_size=args.batch, truncation_psi=args.trunc,
+                          truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size,
+                          scale=args.scale)
     for seed, img in zip(seeds, images):
         save_image(img, outdir / f"seed{seed:04d}.png")
     if args.grid:

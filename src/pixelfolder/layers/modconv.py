@@ -93,11 +93,16 @@ def deterministic_noise(height: int, width: int, seed: int) -> torch.Tensor:
 
 
 class StyledConv(nn.Module):
-    """Modulated conv -> (+ FIR blur when upsampling) -> noise -> bias + leaky-ReLU * sqrt(2)."""
+    """Modulated conv -> (+ FIR blur when upsampling) -> noise -> bias + leaky-ReLU * sqrt(2) (-> clamp).
+
+    `conv_clamp` (NVlabs StyleGAN2-ADA): clamp the activated output to [-conv_clamp, conv_clamp]; None = off.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, *,
-                 resolution: int, up: bool = False, noise_seed: int = 0, store_noise: bool = False):
+                 resolution: int, up: bool = False, noise_seed: int = 0, store_noise: bool = False,
+                 conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.noise_strength = nn.Parameter(torch.zeros(1))
@@ -144,7 +149,8 @@ class StyledConv(nn.Module):
             out = torch.addcmul(addend.float(), x.float(), scale.float())
         else:
             out = torch.add(addend.float(), x.float(), alpha=scale)
-        return F.leaky_relu_(out, 0.2) if not torch.is_grad_enabled() else F.leaky_relu(out, 0.2)
+        out = F.leaky_relu_(out, 0.2) if not torch.is_grad_enabled() else F.leaky_relu(out, 0.2)
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
@@ -152,10 +158,12 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv without demodulation + bias; adds the x2-upsampled (or same-size) skip image."""
+    """1x1 modulated conv without demodulation + bias (-> clamp); adds the x2-upsampled (or same-size) skip image."""
 
-    def __init__(self, in_channels: int, w_dim: int, *, upsample_skip: bool = True, out_channels: int = 3):
+    def __init__(self, in_channels: int, w_dim: int, *, upsample_skip: bool = True, out_channels: int = 3,
+                 conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -170,6 +178,8 @@ class ToRGB(nn.Module):
     def _forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False)
         out = out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+        if self.conv_clamp is not None:
+            out = out.clamp(-self.conv_clamp, self.conv_clamp)
         if skip is not None:
             out = out + (upsample2x(skip) if self.upsample_skip else skip)
         return out

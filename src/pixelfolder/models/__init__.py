@@ -3,8 +3,10 @@ from .base import Generator, GeneratorConfig, count_parameters
 from .cips import CIPSConfig, CIPSRes, CIPSSkip
 from .discriminator import Discriminator, DiscriminatorConfig
 from .pixelfolder import PixelFolder, PixelFolderConfig
+from .pixelpyramids import PixelPyramids, PixelPyramidsConfig
 from .stylegan2 import StyleGAN2, StyleGAN2Config
 
 __all__ = ["Generator", "GeneratorConfig", "count_parameters", "CIPSConfig", "CIPSRes", "CIPSSkip",
-           "Discriminator", "DiscriminatorConfig", "PixelFolder", "PixelFolderConfig", "StyleGAN2",
+           "Discriminator", "DiscriminatorConfig", "PixelFolder", "PixelFolderConfig",
+           "PixelPyramids", "PixelPyramidsConfig", "StyleGAN2",
            "StyleGAN2Config"]

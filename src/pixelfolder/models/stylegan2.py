@@ -18,7 +18,8 @@ from .base import Generator, GeneratorConfig, channels_for, check_noise_list, lo
 
 @dataclass(frozen=True)
 class StyleGAN2Config(GeneratorConfig):
-    pass  # channel_table, when set, is indexed by log2(resolution) - 2 (entry 0 = 4 px ... entry 8 = 1024 px)
+    # channel_table, when set, is indexed by log2(resolution) - 2 (entry 0 = 4 px ... entry 8 = 1024 px)
+    conv_clamp: float | None = None  # clamp conv/ToRGB outputs to +-this (NVlabs StyleGAN2-ADA: 256); None = off
 
 
 class StyleGAN2Synthesis(nn.Module):
@@ -27,17 +28,20 @@ class StyleGAN2Synthesis(nn.Module):
         log = log2_resolution(config.resolution, 8)
         ch = lambda r: channels_for(config, int(r).bit_length() - 3, r)  # noqa: E731
         conv = lambda cin, cout, r, up=False: StyledConv(  # noqa: E731
-            cin, cout, 3, config.w_dim, resolution=r, up=up, noise_seed=len(self.convs), store_noise=True)
+            cin, cout, 3, config.w_dim, resolution=r, up=up, noise_seed=len(self.convs), store_noise=True,
+            conv_clamp=config.conv_clamp)
+        rgb = lambda cin, skip=True: ToRGB(  # noqa: E731
+            cin, config.w_dim, upsample_skip=skip, conv_clamp=config.conv_clamp)
         self.const = nn.Parameter(torch.randn(1, ch(4), 4, 4))
         self.convs = nn.ModuleList()
         self.convs.append(conv(ch(4), ch(4), 4))
-        self.torgbs = nn.ModuleList([ToRGB(ch(4), config.w_dim, upsample_skip=False)])
+        self.torgbs = nn.ModuleList([rgb(ch(4), skip=False)])
         cin = ch(4)
         for k in range(3, log + 1):
             r = 2 ** k
             self.convs.append(conv(cin, ch(r), r, up=True))
             self.convs.append(conv(ch(r), ch(r), r))
-            self.torgbs.append(ToRGB(ch(r), config.w_dim))
+            self.torgbs.append(rgb(ch(r)))
             cin = ch(r)
         self.num_ws = 2 * log - 2
 

@@ -18,7 +18,7 @@ from ..data.images import image_grid
 from ..errors import PixelfolderError
 from ..metrics.cost import peak_rss_mb
 from . import distributed as dist_utils
-from .options import TrainOptions, ema_beta, lazy_adam
+from .options import RECIPES, TrainOptions, ema_beta, lazy_adam
 from .phases import Context, build_phases
 from .randomness import chunk_indices, generators, rand
 from .rundir import RunDir, model_from, read_state
@@ -43,19 +43,55 @@ def build_networks(opts: TrainOptions, device):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opts.seed)          # initial weights depend on the seed only
         G = registry.create(opts.preset, **overrides)
-        D = registry.create("stylegan2_d-tiny" if opts.preset.endswith("-tiny") else "stylegan2_d",
-                            resolution=G.resolution)
+        D = None if G.kind == "likelihood" else registry.create(
+            "stylegan2_d-tiny" if opts.preset.endswith("-tiny") else "stylegan2_d", resolution=G.resolution)
     state = None
     if opts.resume:
         state = read_state(opts.run_dir if opts.resume == "auto" else opts.resume)
     if state is not None:
-        G, D = model_from(state["G"]), model_from(state["D"])
+        G, D = model_from(state["G"]), state["D"] and model_from(state["D"])
         G_ema = model_from(state["G_ema"]).eval()
     else:
         G_ema = copy.deepcopy(G).eval()
         if opts.resume not in (None, "auto"):
             G, D, G_ema = load_for_finetuning(opts.resume, G, D)
-    return G.to(device).train(), D.to(device).train(), G_ema.to(device).requires_grad_(False), state
+    D = D and D.to(device).train()
+    return G.to(device).train(), D, G_ema.to(device).requires_grad_(False), state
+
+
+def trainable_parameters(G, opts) -> list:
+    """All of G's parameters, or (likelihood models with --levels) those of the selected levels only."""
+    if not opts.levels:
+        return list(G.parameters())
+    n = len(G.levels)
+    bad = [i for i in opts.levels if not -n <= i < n]
+    if bad:
+        raise PixelfolderError(f"--levels {bad} out of range: {G.arch} has levels 0..{n - 1} (0 = finest)")
+    G.requires_grad_(False)
+    chosen = [G.levels[i] for i in opts.levels]
+    for level in chosen:
+        level.requires_grad_(True)
+    return [p for level in chosen for p in level.parameters()]
+
+
+def make_optimizers(G, D, opts):
+    """Adam for G (and D) with the recipe's betas, or StyleGAN2's lazily rescaled (0, 0.99)."""
+    from .options import RECIPES
+    recipe = RECIPES[opts.model]
+    if recipe.betas:
+        opt_G = torch.optim.Adam(trainable_parameters(G, opts), lr=opts.glr, betas=recipe.betas, eps=1e-8)
+        return opt_G, None
+    g_lr, g_betas = lazy_adam(opts.glr, opts.pl_every)
+    d_lr, d_betas = lazy_adam(opts.dlr, opts.r1_every)
+    return (torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8),
+            torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8))
+
+
+def set_decayed_lr(opt, base_lr: float, decay: float, step: int) -> None:
+    """Per-step exponential decay (PixelPyramids' ExponentialLR), a function of the step alone: resume-exact."""
+    if decay != 1.0:
+        for group in opt.param_groups:
+            group["lr"] = base_lr * decay ** step
 
 
 def load_for_finetuning(path, G, D):
@@ -83,9 +119,10 @@ def make_loader(opts, world, local_batch, start_step):
     return dataset, iter(loader)
 
 
-def real_batch(opts, world, step, uint8_images, device) -> torch.Tensor:
-    """Float reals in [-1, 1] with keyed per-sample x-flips; local sample i is global index i*world + rank."""
-    x = uint8_images.to(device).float() / 127.5 - 1
+def real_batch(opts, world, step, uint8_images, device, as_uint8: bool = False) -> torch.Tensor:
+    """Float reals in [-1, 1] (or uint8 for likelihood models) with keyed per-sample x-flips; local sample i is
+    global index i*world + rank."""
+    x = uint8_images.to(device) if as_uint8 else uint8_images.to(device).float() / 127.5 - 1
     if opts.mirror:
         idx = [i * world.world_size + world.rank for i in range(len(x))]
         flip = rand(generators(opts.seed, step, "flip", idx), 1).view(-1) < 0.5
@@ -95,7 +132,7 @@ def real_batch(opts, world, step, uint8_images, device) -> torch.Tensor:
 
 def run_phase(phase, ctx, nets, opt, scaler, reals, world, chunks_per_rank, total):
     """Accumulate the phase over this process's chunks, sum gradients over processes, step. Returns stats."""
-    params = [p for p in nets[phase.net].parameters()]
+    params = [p for p in nets[phase.net].parameters() if p.requires_grad]
     for p in params:
         p.grad = None
     stats, samples = {}, 0
@@ -134,7 +171,8 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
     if not run.active:
         return
     state = make_state()
-    G_ema.mapping.compute_w_avg()
+    if hasattr(G_ema, "mapping"):
+        G_ema.mapping.compute_w_avg()
     grid = image_grid(G_ema.sample(list(range(opts.grid_seeds)), batch_size=8))
     run.save_grid(grid, int(kimg_now))
     meta = {"kimg": kimg_now, "step": state["step"], "training_options": dataclasses.asdict(opts)}
@@ -167,30 +205,31 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
     if opts.dtype == "fp16" and device.type != "cuda":
         raise PixelfolderError("--dtype fp16 needs a CUDA device (use bf16 on CPUs)")
     G, D, G_ema, state = build_networks(opts, device)
-    n_params = sum(p.numel() for m in (G, D) for p in m.parameters())
+    likelihood = G.kind == "likelihood"
+    n_params = sum(p.numel() for m in (G, D) if m is not None for p in m.parameters())
     run.check_writable(need_bytes=n_params * 4 * 8 + (50 << 20))
     step = state["step"] if state else 0
     if state and step * opts.batch >= opts.kimg * 1000:
         run.log(f"already trained to kimg {step * opts.batch / 1000:.1f} >= --kimg {opts.kimg:g}: nothing to do")
         run.flush()
         return TrainingResult(run.path, step, G, D, G_ema)
-    g_lr, g_betas = lazy_adam(opts.glr, opts.pl_every)
-    d_lr, d_betas = lazy_adam(opts.dlr, opts.r1_every)
-    opt_G = torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+    opt_G, opt_D = make_optimizers(G, D, opts)
     pl_mean = torch.zeros((), device=device)
     if state:
         opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        if opt_D is not None:
+            opt_D.load_state_dict(state["opt_D"])
         pl_mean.fill_(state["pl_mean"])
     scalers = ({n: torch.amp.GradScaler("cuda") for n in "GD"} if opts.dtype == "fp16"
                else {"G": None, "D": None})
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.dtype)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-    G_synthesis = torch.compile(G.synthesis) if opts.compile else G.synthesis
-    D_forward = torch.compile(D) if opts.compile else D
+    G_synthesis = getattr(G, "synthesis", G)
+    G_synthesis = torch.compile(G_synthesis) if opts.compile else G_synthesis
+    D_forward = torch.compile(D) if opts.compile and D is not None else D
     dataset, loader = make_loader(opts, world, local_batch, step)
-    phases, beta = build_phases(opts), ema_beta(opts.batch, opts.ema_kimg)
+    phases, beta = build_phases(opts, G.kind), ema_beta(opts.batch, opts.ema_kimg)
+    lr_decay = RECIPES[opts.model].lr_decay
     run.write_options(opts)
     run.log(f"{'resuming' if state else 'starting'} {opts.preset} ({G.resolution} px) on {opts.data} "
             f"({len(dataset)} images), batch {opts.batch} = {world.world_size} process(es) x {chunks_per_rank} x "
@@ -200,8 +239,8 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
 
     def current_state():
         return {"options": dataclasses.asdict(opts), "step": step, "nimg": step * opts.batch,
-                "G": to_record(G), "D": to_record(D), "G_ema": to_record(G_ema),
-                "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "pl_mean": float(pl_mean)}
+                "G": to_record(G), "D": D and to_record(D), "G_ema": to_record(G_ema),
+                "opt_G": opt_G.state_dict(), "opt_D": opt_D and opt_D.state_dict(), "pl_mean": float(pl_mean)}
 
     start_time = tick_time = time.time()
     tick_step, stats = step, {}
@@ -209,14 +248,16 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
         snapshot(run, opts, G_ema, current_state, 0.0)
     try:
         while True:
-            reals = real_batch(opts, world, step, next(loader), device)
+            reals = real_batch(opts, world, step, next(loader), device, as_uint8=likelihood)
             ctx = Context(G, D, G_synthesis, D_forward, opts, step, device, autocast, pl_mean)
             nets, optims = {"G": G, "D": D}, {"G": opt_G, "D": opt_D}
+            set_decayed_lr(opt_G, opts.glr, lr_decay, step)
             for phase in phases:
                 if step % phase.interval:
                     continue
-                D.requires_grad_(phase.net == "D")
-                G.requires_grad_(phase.net == "G")
+                if not likelihood:
+                    D.requires_grad_(phase.net == "D")
+                    G.requires_grad_(phase.net == "G")
                 try:
                     phase_stats, _ = run_phase(phase, ctx, nets, optims[phase.net], scalers[phase.net], reals,
                                                world, chunks_per_rank, total_chunks)

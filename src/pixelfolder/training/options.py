@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import PixelfolderError
@@ -22,6 +23,14 @@ class Recipe:
     ema_kimg: float = 20.0      # G_ema half-life, kimg (official: 0.5 ** (32 / 10000) per step at batch 64)
     batch: int = 64             # global batch, images (official: 8 GPUs x 8)
     mirror: bool = True         # random x-flips of the real images
+    gamma_by_resolution: tuple = ()  # ((px, gamma), ...): R1 weight by resolution (nearest entry), overrides gamma
+    betas: tuple = ()           # Adam betas; empty = StyleGAN2's (0, 0.99) with lazy-regularisation rescaling
+    lr_decay: float = 1.0       # learning rate multiplied by this every step (likelihood models: 0.999995)
+
+    def gamma_for(self, resolution: int) -> float:
+        if not self.gamma_by_resolution:
+            return self.gamma
+        return min(self.gamma_by_resolution, key=lambda rg: abs(math.log2(rg[0] / resolution)))[1]
 
 
 RECIPES = {
@@ -29,12 +38,24 @@ RECIPES = {
     "cips_skip": Recipe(),      # saic-mdal/CIPS: same loop
     "cips_res": Recipe(),
     "stylegan2": Recipe(pl_weight=2.0, mixing=0.9),   # rosinality stylegan2-pytorch defaults
+    # universome/inr-gan (configs/inr-gan.yml, 4 GPUs x 16): lr 0.0025, R1 10, no PL, no mixing, ema batch*10/32 kimg
+    "inrgan": Recipe(lr=0.0025, ema_kimg=20.0),
+    "inrgan_bil": Recipe(lr=0.0025, ema_kimg=20.0),
+    # VinAIResearch/CREPS --cfg=creps: batch 32, lr 0.002, PL 2; gamma from the docs by resolution; ema 10 kimg.
+    # ADA is not implemented (use --augment diffaug or none); --mirror on as in the README examples.
+    "creps": Recipe(pl_weight=2.0, ema_kimg=10.0, batch=32,
+                    gamma_by_resolution=((256, 2.0), (512, 8.0), (1024, 32.0))),
+    # visinf/pixelpyramids main.py/optim.py: one NLL phase, Adam 5e-4 (0.95, 0.9995), x0.999995 per step, batch 48,
+    # no augmentation; no EMA (the official Polyak average is never used).
+    "pixelpyramids": Recipe(lr=5e-4, gamma=0.0, ema_kimg=0.0, batch=48, mirror=False, betas=(0.95, 0.9995),
+                            lr_decay=0.999995),
 }
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    model: str = "pixelfolder"     # architecture (pixelfolder, cips_skip, cips_res, stylegan2)
+    model: str = "pixelfolder"     # architecture (pixelfolder, cips_skip, cips_res, stylegan2, inrgan, inrgan_bil,
+                                   # creps, pixelpyramids)
     preset: str | None = None      # preset name; default: "<model>-tiny" for the emoji demo, else "<model>-<res>"
     resolution: int | None = None  # px; default: the preset's (emoji: 32)
     data: str = "emoji"            # dataset path or "emoji" (the embedded Twemoji set)
@@ -65,6 +86,7 @@ class TrainOptions:
     grid_seeds: int = 16           # number of fixed seeds in the fakes grids
     device: str = "auto"           # cpu, cuda or auto
     tensorboard: bool = False      # also log the stats for TensorBoard (optional extra)
+    levels: tuple = ()             # likelihood models: indices of the levels to train (empty = all, jointly)
 
 
 def resolve(opts: TrainOptions) -> TrainOptions:
@@ -77,7 +99,7 @@ def resolve(opts: TrainOptions) -> TrainOptions:
         raise PixelfolderError(f"--augment must be one of {AUGMENTS}")
     r = RECIPES[opts.model]
     fill = {
-        "batch": r.batch, "gamma": r.gamma, "r1_every": r.r1_every, "pl_weight": r.pl_weight,
+        "batch": r.batch, "gamma": r.gamma_for(opts.resolution or 256), "r1_every": r.r1_every, "pl_weight": r.pl_weight,
         "pl_every": r.g_reg_every, "mixing": r.mixing, "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr,
         "mirror": r.mirror,
     }
@@ -90,6 +112,8 @@ def resolve(opts: TrainOptions) -> TrainOptions:
     opts = dataclasses.replace(opts, **changes)
     if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
         raise PixelfolderError("--batch and --batch-gpu must be >= 1")
+    if opts.levels and opts.model != "pixelpyramids":
+        raise PixelfolderError("--levels applies to likelihood models (pixelpyramids) only")
     if opts.kimg <= 0 or opts.snap_kimg <= 0:
         raise PixelfolderError("--kimg and --snap must be > 0")
     if not 0.0 <= opts.mixing <= 1.0:
@@ -104,5 +128,5 @@ def lazy_adam(lr: float, interval: int) -> tuple[float, tuple[float, float]]:
 
 
 def ema_beta(batch: int, ema_kimg: float) -> float:
-    """Per-step EMA decay for a half-life of ema_kimg thousand images at this global batch."""
-    return 0.5 ** (batch / (ema_kimg * 1000.0))
+    """Per-step EMA decay for a half-life of ema_kimg thousand images at this global batch (0: no averaging)."""
+    return 0.5 ** (batch / (ema_kimg * 1000.0)) if ema_kimg > 0 else 0.0

@@ -108,8 +108,19 @@ def g_reg(ctx: Context, indices, reals):
     return loss, {"pl_penalty": penalty.detach() * b, "pl_length": lengths.detach().sum()}
 
 
-def build_phases(opts) -> list[Phase]:
-    """The official order within an iteration: D main, D reg, G main, G reg."""
+def nll(ctx: Context, indices, reals):
+    """Likelihood models: mean negative log-likelihood (nats per image) of the selected levels on uint8 reals."""
+    with ctx.autocast():
+        per_level = ctx.G(reals, levels=ctx.opts.levels or None).float()     # (levels, batch), nats
+    per_image = per_level.sum(0)
+    dims = reals[0].numel() * math.log(2)
+    return per_image.mean(), {"nll_bpd": per_image.detach().sum() / dims}
+
+
+def build_phases(opts, kind: str = "generator") -> list[Phase]:
+    """The official order within an iteration: D main, D reg, G main, G reg; likelihood models: one NLL phase."""
+    if kind == "likelihood":
+        return [Phase("NLL", "G", 1, nll)]
     phases = [Phase("Dmain", "D", 1, d_main)]
     if opts.gamma > 0:
         phases.append(Phase("Dreg", "D", opts.r1_every, d_reg))

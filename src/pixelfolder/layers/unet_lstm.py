@@ -1,0 +1,184 @@
+"""PixelPyramids' fine-level conditional model: a U-Net on the coarser image x_l and a ConvLSTM over slots of d_l.
+
+The U-Net turns x_l into a conditioning map aligned with the residual d_l; both are split into T = f*f slots
+(space-to-depth per channel, slot t = dy*f + dx) and a 2-layer ConvLSTM predicts the mixture parameters of
+slot t from the conditioning of slot t and the values of slot t-1 (zeros at t = 0).
+
+BatchNorm: `BatchNorm` follows the usual train/eval behaviour unless its `batch_stats` flag is set, in which
+case it normalises with the statistics of the current batch without touching its running buffers (the
+official evaluation protocol, where the networks are never put in eval mode).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pyramid import squeeze_slots, unsqueeze_slots
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that can be told to use batch statistics without updating the running ones."""
+
+    batch_stats: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch_stats:
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return super().forward(x)
+
+
+class DoubleConv(nn.Module):
+    """[3x3 conv (bias) -> BatchNorm -> ReLU] x 2."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn1 = BatchNorm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.bn2 = BatchNorm(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class Down(nn.Module):
+    """DoubleConv -> 2x2 max-pool -> DoubleConv (convolution before pooling, as the official code).
+
+    keep_unused=True also builds the official, never-called `conv` DoubleConv (only to hold its weights).
+    """
+
+    def __init__(self, cin: int, cout: int, keep_unused: bool = False):
+        super().__init__()
+        self.pre = DoubleConv(cin, cout)
+        self.post = DoubleConv(cout, cout)
+        self.unused = DoubleConv(cin, cout) if keep_unused else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(F.max_pool2d(self.pre(x), 2))
+
+
+class Up(nn.Module):
+    """DoubleConv on the deeper map -> bilinear x2 (align_corners) -> pad to the skip -> cat[skip, up] -> DoubleConv."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.deep = DoubleConv(cin // 2, cin // 2)
+        self.merge = DoubleConv(cin, cout)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(self.deep(deep), scale_factor=2, mode="bilinear", align_corners=True)
+        dy, dx = skip.shape[-2] - up.shape[-2], skip.shape[-1] - up.shape[-1]
+        up = F.pad(up, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.merge(torch.cat([skip, up], dim=1))
+
+
+class UNet(nn.Module):
+    """x_l (B, 3, h, w) -> conditioning map (B, cond_channels, h, w); `depth` Downs, the last keeping its width."""
+
+    def __init__(self, width: int, depth: int, cond_channels: int, in_channels: int = 3,
+                 keep_unused: bool = False):
+        super().__init__()
+        self.inc = DoubleConv(in_channels, width)
+        widths = [width * 2 ** k for k in range(depth)] + [width * 2 ** (depth - 1)]
+        self.downs = nn.ModuleList(Down(widths[k], widths[k + 1], keep_unused) for k in range(depth))
+        ups = [Up(width * 2 ** (k + 1), width * 2 ** (k - 1)) for k in range(depth - 1, 0, -1)]
+        self.ups = nn.ModuleList(ups + [Up(2 * width, width)])
+        self.out = nn.Conv2d(width, cond_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [self.inc(x)]
+        for down in self.downs:
+            feats.append(down(feats[-1]))
+        y = feats.pop()
+        for up in self.ups:
+            y = up(y, feats.pop())
+        return self.out(y)
+
+
+class ConvLSTMCell(nn.Module):
+    """One ConvLSTM layer: gates (i, f, g, o) = conv(x, W_ih) + b_ih + conv(h, W_hh) + b_hh, 'same' padding."""
+
+    def __init__(self, cin: int, hidden: int, kernel: int = 3):
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden, cin, kernel, kernel))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden, hidden, kernel, kernel))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden))
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden))
+        self.hidden, self.pad = hidden, kernel // 2
+        bound = 1 / math.sqrt(hidden)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight_ih, self.bias_ih, padding=self.pad)
+
+    def step(self, gates_x: torch.Tensor, state):
+        """One time step from precomputed input gates; state (h, c) or None (zeros)."""
+        if state is None:
+            h = c = gates_x.new_zeros(gates_x.shape[0], self.hidden, *gates_x.shape[2:])
+        else:
+            h, c = state
+        i, f, g, o = (gates_x + F.conv2d(h, self.weight_hh, self.bias_hh, padding=self.pad)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class SlotLSTM(nn.Module):
+    """conv_embed (3x3) -> stacked ConvLSTM -> conv_out (3x3) over a slot sequence (B, T, ch, h, w)."""
+
+    def __init__(self, cond_channels: int, out_channels: int, hidden: int = 128, num_layers: int = 2,
+                 data_channels: int = 3):
+        super().__init__()
+        self.embed = nn.Conv2d(cond_channels + data_channels, hidden, 3, padding=1)
+        self.cells = nn.ModuleList(ConvLSTMCell(hidden, hidden) for _ in range(num_layers))
+        self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing over the whole sequence, layer by layer (input convs batched over time)."""
+        b, t = seq.shape[:2]
+        x = self.embed(seq.flatten(0, 1))
+        for cell in self.cells:
+            gates = cell.input_gates(x).unflatten(0, (b, t))
+            state, hs = None, []
+            for step in range(t):
+                state = cell.step(gates[:, step], state)
+                hs.append(state[0])
+            x = torch.stack(hs, dim=1).flatten(0, 1)
+        return self.out(x).unflatten(0, (b, t))
+
+    def step(self, inp: torch.Tensor, states: list | None):
+        """One slot (B, ch, h, w) -> (mixture params (B, out, h, w), new per-layer states)."""
+        x = self.embed(inp)
+        states = states or [None] * len(self.cells)
+        new = []
+        for cell, state in zip(self.cells, states):
+            state = cell.step(cell.input_gates(x), state)
+            new.append(state)
+            x = state[0]
+        return self.out(x), new
+
+
+class FineLevel(nn.Module):
+    """p(d_l | x_l): U-Net conditioning, slot squeeze (f = 2**n_squeeze) and the slot ConvLSTM."""
+
+    def __init__(self, *, width: int, depth: int, n_squeeze: int, n_classes: int, cond_channels: int = 100,
+                 lstm_hidden: int = 128, lstm_layers: int = 2, keep_unused: bool = False):
+        super().__init__()
+        self.unet = UNet(width, depth, cond_channels, keep_unused=keep_unused)
+        self.lstm = SlotLSTM(cond_channels, n_classes, lstm_hidden, lstm_layers)
+        self.factor = 2 ** n_squeeze
+
+    @property
+    def slots(self) -> int:
+        return self.factor ** 2
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Model-space x_l, d_l (B, 3, h, w) -> mixture parameters of d_l (B, n_classes, h, w)."""
+        cond = squeeze_slots(self.unet(x), self.factor)
+        prev = squeeze_slots(d, self.factor)
+        prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
+        return unsqueeze_slots(self.lstm(torch.cat([cond, prev], dim=2)), self.factor)
