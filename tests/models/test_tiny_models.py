@@ -21,7 +21,8 @@ def assert_close(ours, ref, what=""):
 
 
 def test_tiny_preset_list():
-    assert sorted(TINY_G) == ["cips_res-tiny", "cips_skip-tiny", "pixelfolder-tiny", "stylegan2-tiny"]
+    assert sorted(TINY_G) == ["cips_res-tiny", "cips_skip-tiny", "creps-tiny", "inrgan-tiny", "inrgan_bil-tiny",
+                              "pixelfolder-tiny", "stylegan2-tiny"]
     assert TINY_D == ["stylegan2_d-tiny"]
 
 
@@ -76,6 +77,9 @@ def test_same_seed_same_image(G, noise_mode):
 
 
 def test_sample_random_noise_changes_image(G):
+    if not any(hasattr(m, "noise_strength") for m in G.modules()):
+        assert torch.equal(G.sample(seeds=[0], noise_mode="random"), G.sample(seeds=[0], noise_mode="const"))
+        return      # INR-GAN (use_noise false) and CREPS have no noise inputs
     const = G.sample(seeds=[0], noise_mode="const")
     rand = G.sample(seeds=[0], noise_mode="random")
     none = G.sample(seeds=[0], noise_mode="none")
@@ -219,7 +223,8 @@ def test_save_load_round_trip(name, tmp_path):
     assert sd.keys() == sd2.keys()
     for k in sd:
         assert torch.equal(sd[k], sd2[k]), k
-    x = zs(2, seed=4) if model.kind == "generator" else torch.randn(4, 3, 32, 32)
+    x = {"generator": zs(2, seed=4), "discriminator": torch.randn(4, 3, 32, 32),
+         "likelihood": torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)}[model.kind]
     with torch.no_grad():
         ref = model(x)
         assert torch.equal(pixelfolder.load(path, channels_last=False)(x), ref)   # same layout: bit-identical
@@ -264,6 +269,10 @@ def test_two_optimisation_steps(name):
         g_opt.step()
         assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
     unchanged_g = [k for k, v in G.named_parameters() if torch.equal(v, g0[k])]
+    unused = [k for k in unchanged_g if k.startswith(G.unused_parameters)] if G.unused_parameters else []
+    assert len(unused) == sum(1 for k, _ in G.named_parameters() if G.unused_parameters and
+                              k.startswith(G.unused_parameters))      # the official dead weights stay as loaded
+    unchanged_g = [k for k in unchanged_g if k not in unused]
     unchanged_d = [k for k, v in D.named_parameters() if torch.equal(v, d0[k])]
     assert not unchanged_g, f"G parameters never updated: {unchanged_g}"
     assert not unchanged_d, f"D parameters never updated: {unchanged_d}"

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics", help="comma-separated (default: fid50k_full, or fid in folder mode)")
     p.add_argument("--num-gen", type=int, help="generated images (default: each metric's 50,000; folder mode: all)")
     p.add_argument("--num-real", type=int, help="use at most this many real images (default: each metric's own)")
+    p.add_argument("--split", choices=["all", "train", "test"], default="all",
+                   help="real images: all, train (9 of 10) or test (every 10th, held out; use for bpd)")
     p.add_argument("--batch", type=int, default=32, help="images per generator/detector call (default 32)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi for generated images (default 1)")
     p.add_argument("--noise-mode", choices=["random", "const", "none"], default="random",
@@ -40,11 +42,11 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _open_data(spec: str, resolution_hint: int | None):
+def _open_data(spec: str, resolution_hint: int | None, split: str = "all"):
     from ..data import open_dataset
     if spec == "emoji":
-        return open_dataset("emoji", 64 if (resolution_hint or 32) >= 64 else 32)
-    return open_dataset(spec)
+        return open_dataset("emoji", 64 if (resolution_hint or 32) >= 64 else 32, split=split)
+    return open_dataset(spec, split=split)
 
 
 def _network_kind(names) -> str | None:
@@ -116,7 +118,7 @@ def _open_inputs(args, names, device):
             fake = _open_data(args.fake, None)
     real_spec = args.data or args.real
     hint = getattr(G, "resolution", None) or (fake.image_shape[1] if fake is not None else None)
-    return G, fake, (_open_data(real_spec, hint) if real_spec else None)
+    return G, fake, (_open_data(real_spec, hint, args.split) if real_spec else None)
 
 
 def _report_fields(args, real_spec) -> dict:

@@ -18,7 +18,8 @@ DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (no arguments: the 10-minute CPU demo on emoji)")
-    p.add_argument("--model", default="pixelfolder", help="pixelfolder, cips_skip, cips_res or stylegan2")
+    p.add_argument("--model", default="pixelfolder",
+                   help="pixelfolder, cips_skip, cips_res, stylegan2, inrgan, inrgan_bil, creps or pixelpyramids")
     p.add_argument("--preset", help="preset name (default: <model>-tiny on emoji, else <model>-<resolution>)")
     p.add_argument("--data", default="emoji", help="dataset (folder, zip, LMDB) or 'emoji' (default)")
     p.add_argument("--outdir", default="runs/demo", help="run directory (default runs/demo)")
@@ -50,6 +51,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log stats for TensorBoard")
+    p.add_argument("--levels", help="likelihood models: comma-separated level indices to train (default: all; "
+                                    "0 = finest). Levels are independent, so they can be trained separately")
+    p.add_argument("--split", choices=["all", "train"],
+                   help="training images (default: train = 9 of every 10 for likelihood models, all for GANs)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
     p.set_defaults(run=run)
 
@@ -59,6 +64,11 @@ def options_from_args(args):
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     given["metrics"] = tuple(m for m in args.metrics.split(",") if m)
+    if args.levels:
+        try:
+            given["levels"] = tuple(int(v) for v in args.levels.split(",") if v.strip())
+        except ValueError:
+            raise PixelfolderError(f"bad --levels {args.levels!r}: use e.g. 0,1") from None
     is_demo = args.data == "emoji" and args.preset is None and args.resolution in (None, 32)
     for key, value in DEMO.items():
         if is_demo and getattr(args, key, None) is None:

@@ -1,6 +1,13 @@
-"""Import official PixelFolder / CIPS / rosinality-StyleGAN2 checkpoints into self-describing models."""
+"""Import official checkpoints into self-describing models.
+
+- PixelFolder / CIPS / rosinality-StyleGAN2: torch.save dicts or bare state_dicts (rules in archs.py);
+- INR-GAN / CREPS / StyleGAN2-ADA / StyleGAN3-repo StyleGAN2: NVlabs `network-snapshot-*.pkl` files, read as data by
+  nvlabs_pickle.py (nothing in them is executed), or their bare state_dicts;
+- PixelPyramids: per-level state_dicts plus the official params json (the checkpoints store no configuration).
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -9,11 +16,71 @@ from ..checkpoint import read_record
 from ..errors import ConversionError
 from ..registry import architecture, config_from_dict
 from .archs import ARCHS, detect_arch
+from .nvlabs_pickle import looks_like_network_pickle
 from .official import apply_rules
 
 TRAIN_KEYS = ("g_ema", "g", "d")
 W_AVG_SEED = 0
 W_AVG_SAMPLES = 10_000
+
+
+NVLABS_WHICH = {"g_ema": "G_ema", "g": "G", "d": "D"}
+
+
+def _module_converters() -> dict:
+    """Converters that take (state_dict, official init kwargs) and build the model themselves."""
+    from . import creps, inrgan, stylegan2_ada
+    return {"inrgan": inrgan, "inrgan_bil": inrgan, "creps": creps, "stylegan2_ada": stylegan2_ada}
+
+
+def detect_module_arch(sd: dict) -> str | None:
+    """'inrgan', 'creps' or 'stylegan2_ada' for NVlabs-layout state_dicts, else None."""
+    for name in ("inrgan", "creps", "stylegan2_ada"):
+        if _module_converters()[name].detect(sd):
+            return name
+    return None
+
+
+def convert_module_arch(sd: dict, arch: str, init_kwargs: dict | None = None):
+    """An NVlabs-layout state_dict (INR-GAN, CREPS, StyleGAN2-ADA) through its converter module."""
+    converter = _module_converters()[arch]
+    if arch in ("inrgan", "inrgan_bil"):
+        return converter.from_official(sd, init_kwargs, arch=arch).eval()
+    return converter.from_official(sd, init_kwargs).eval()
+
+
+def load_network_pickle(path, which: str = "g_ema"):
+    """One network of an NVlabs network pickle, read without executing anything, as our model."""
+    from .nvlabs_pickle import detect_pickle_arch, extract_network
+    record = extract_network(path, NVLABS_WHICH.get(which.lower(), which))
+    arch = detect_pickle_arch(record)
+    if arch == "stylegan2_d":
+        raise ConversionError("StyleGAN2-ADA discriminators are not converted (their conv_clamp has no "
+                              "counterpart in our stylegan2_d); convert G or G_ema")
+    if arch == "stylegan2":
+        from .stylegan2_ada import from_record
+        model = from_record(record)
+    else:
+        model = convert_module_arch(record.state_dict, arch, record.init_kwargs)
+    model.metadata.update(converted_from=Path(path).name, network=record.which, official_class=record.class_name,
+                          module_src_sha256=dict(record.module_src_sha256))
+    return model
+
+
+def load_pixelpyramids(path, params):
+    """An official PixelPyramids checkpoint with its params json (path or dict)."""
+    from .pixelpyramids import from_official
+    if params is None:
+        raise ConversionError("official PixelPyramids checkpoints store no configuration: pass --params "
+                              "params/<name>.json (the official params file)")
+    if not isinstance(params, dict):
+        try:
+            params = json.loads(Path(params).read_text())
+        except (OSError, ValueError) as e:
+            raise ConversionError(f"cannot read the params file {params}: {e}") from None
+    model = from_official(read_official(path), params)
+    model.metadata.update(converted_from=Path(path).name)
+    return model.eval()
 
 
 def _is_state_dict(obj) -> bool:
@@ -23,6 +90,8 @@ def _is_state_dict(obj) -> bool:
 def split_official(obj) -> dict[str, dict]:
     """{'g_ema': sd, 'g': sd, 'd': sd} from a train.py dict, or {'g_ema' or 'd': sd} from a bare state_dict."""
     if _is_state_dict(obj):
+        if detect_module_arch(obj):
+            return {"g_ema": obj}
         return {"d" if detect_arch(obj) == "stylegan2_d" else "g_ema": obj}
     if isinstance(obj, dict) and any(_is_state_dict(obj.get(k)) for k in TRAIN_KEYS):
         return {k: obj[k] for k in TRAIN_KEYS if _is_state_dict(obj.get(k))}
@@ -34,6 +103,12 @@ def split_official(obj) -> dict[str, dict]:
 def convert_state_dict(state_dict: dict, arch: str | None = None, size: int | None = None, *,
                        w_avg_samples: int = W_AVG_SAMPLES, w_avg_seed: int = W_AVG_SEED):
     """Our model (eval mode) holding an official state_dict's weights; refuses anything it cannot map."""
+    module_arch = detect_module_arch(state_dict) if arch is None else None
+    if module_arch == "inrgan":
+        raise ConversionError("INR-GAN and INR-GAN-bil state_dicts have identical keys: pass --arch inrgan or "
+                              "inrgan_bil (a network pickle records which one it is)")
+    if module_arch or arch in ("inrgan", "inrgan_bil", "creps", "stylegan2_ada"):
+        return convert_module_arch(state_dict, arch or module_arch)
     arch = arch or detect_arch(state_dict)
     if arch not in ARCHS:
         raise ConversionError(f"no converter for architecture {arch!r}; known: {', '.join(ARCHS)}")
@@ -72,6 +147,8 @@ def read_official(path) -> object:
 
 def convert_all(path, arch: str | None = None, size: int | None = None) -> dict:
     """Every network in an official file: {'g_ema': G, 'g': G, 'd': D} as present."""
+    if looks_like_network_pickle(path):
+        return {name: load_network_pickle(path, name) for name in ("g_ema", "g")}
     parts = split_official(read_official(path))
     out = {}
     for name, sd in parts.items():
@@ -83,8 +160,20 @@ def convert_all(path, arch: str | None = None, size: int | None = None) -> dict:
 
 
 def load_official(path, arch: str | None = None, size: int | None = None, which: str = "g_ema",
-                  channels_last: bool = True):
-    """One network of an official checkpoint as our model in eval mode (`which`: g_ema, g or d)."""
+                  channels_last: bool = True, params=None):
+    """One network of an official checkpoint as our model in eval mode (`which`: g_ema, g or d).
+
+    `params`: the official params json (path or dict), needed for PixelPyramids checkpoints.
+    """
+    if arch == "pixelpyramids" or params is not None:
+        model = load_pixelpyramids(path, params)
+        return model.to(memory_format=torch.channels_last) if channels_last else model
+    if looks_like_network_pickle(path):
+        model = load_network_pickle(path, which)
+        if size is not None and model.resolution != size:
+            raise ConversionError(f"the pickle holds a {model.resolution} px {model.arch}, not {size} px")
+        return model.to(memory_format=torch.channels_last) if channels_last else model
+    which = which.lower()
     parts = split_official(read_official(path))
     if which not in parts:
         raise ConversionError(f"{path} has no {which!r}; it has {', '.join(parts)}")
@@ -93,4 +182,5 @@ def load_official(path, arch: str | None = None, size: int | None = None, which:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-__all__ = ["convert_state_dict", "convert_all", "load_official", "split_official", "detect_arch"]
+__all__ = ["convert_state_dict", "convert_all", "load_official", "split_official", "detect_arch",
+           "load_network_pickle", "load_pixelpyramids"]

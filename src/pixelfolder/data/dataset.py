@@ -10,6 +10,18 @@ from .sources import open_source, require_images
 from .transforms import center_crop
 
 DTYPES = ("uint8", "float")
+SPLITS = ("all", "train", "test")
+TEST_EVERY = 10   # split="test" holds every 10th image (indices 9, 19, ...); split="train" the other 90 %
+
+
+def split_indices(num_images: int, split: str) -> range | list[int]:
+    """Source indices of a split: all, train (9 of every 10 images) or test (every 10th, held out)."""
+    if split not in SPLITS:
+        raise PixelfolderError(f"split must be one of {SPLITS}, not {split!r}")
+    if split == "all":
+        return range(num_images)
+    test = split == "test"
+    return [i for i in range(num_images) if (i % TEST_EVERY == TEST_EVERY - 1) == test]
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -19,10 +31,12 @@ class ImageDataset(torch.utils.data.Dataset):
     Items are (3, H, W) uint8 tensors (`dtype="uint8"`) or float32 in [-1, 1] (`dtype="float"`). With
     `resolution`, images of another size are center-cropped and resized (LANCZOS) on the fly. With `xflip`,
     the length doubles and item N + i is image i mirrored left-right (StyleGAN2-ADA's --mirror).
+    `split`: "all", "train" or "test" (every 10th image held out, e.g. for bits/dim of likelihood models).
     Pickle-safe: zip and LMDB handles are opened lazily in each DataLoader worker.
     """
 
-    def __init__(self, path, resolution: int | None = None, xflip: bool = False, dtype: str = "uint8"):
+    def __init__(self, path, resolution: int | None = None, xflip: bool = False, dtype: str = "uint8",
+                 split: str = "all"):
         if dtype not in DTYPES:
             raise PixelfolderError(f"dtype must be 'uint8' or 'float', not {dtype!r}")
         if resolution is not None and resolution < 1:
@@ -30,7 +44,11 @@ class ImageDataset(torch.utils.data.Dataset):
         self.source = require_images(open_source(path, prefer_size=resolution))
         self.path, self.xflip, self.dtype = self.source.path, bool(xflip), dtype
         self._resolution = resolution
-        self.num_images = len(self.source)
+        self.split = split
+        self.indices = split_indices(len(self.source), split)
+        self.num_images = len(self.indices)
+        if self.num_images == 0:
+            raise PixelfolderError(f"{self.path}: the {split!r} split is empty ({len(self.source)} images)")
 
     def __len__(self) -> int:
         return self.num_images * (2 if self.xflip else 1)
@@ -47,6 +65,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def image(self, index: int) -> np.ndarray:
         """Image `index` (< num_images) as an (H, W, 3) uint8 array, resized if a resolution was asked."""
+        index = self.indices[index]
         try:
             img = decode_rgb(self.source.read(index))
         except (DecodeError, OSError) as e:
@@ -72,6 +91,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return (f"ImageDataset({str(self.path)!r}, {self.source.kind}, {self.num_images} images"
+                f"{f', split={self.split}' if self.split != 'all' else ''}"
                 f"{', xflip' if self.xflip else ''}{f', resolution={self._resolution}' if self._resolution else ''})")
 
 

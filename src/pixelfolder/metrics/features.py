@@ -163,7 +163,8 @@ def dataset_identity(dataset) -> dict | None:
     st = target.stat()
     resolution = getattr(dataset, "_resolution", None) or tuple(getattr(dataset, "image_shape", ()))
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "num_images": int(getattr(dataset, "num_images", len(dataset))), "resolution": resolution}
+            "num_images": int(getattr(dataset, "num_images", len(dataset))), "resolution": resolution,
+            "split": getattr(dataset, "split", "all")}
 
 
 def reference_key(identity: dict, count: int, detector: Detector) -> str:

@@ -66,6 +66,7 @@ class Generator(nn.Module):
     arch = "generator"
     kind = "generator"
     native_size_only = True     # False for coordinate-based models that render any grid
+    unused_parameters: tuple = ()   # name prefixes of official parameters the forward never reads (kept for fidelity)
 
     def __init__(self, config, num_ws: int, truncation_space: str = "w"):
         super().__init__()

@@ -177,8 +177,9 @@ class PixelPyramids(nn.Module):
     def _selected(self, levels) -> list[int]:
         if levels is None:
             return list(range(self.num_levels))
-        chosen = sorted({int(i) for i in levels})
-        if not chosen or chosen[0] < 0 or chosen[-1] >= self.num_levels:
+        n = self.num_levels
+        chosen = sorted({int(i) % n if -n <= int(i) < 0 else int(i) for i in levels})   # -1 = the coarsest level
+        if not chosen or chosen[0] < 0 or chosen[-1] >= n:
             raise PixelfolderError(f"levels must be indices in 0..{self.num_levels - 1}; got {list(levels)}")
         return chosen
 

@@ -111,7 +111,7 @@ def make_loader(opts, world, local_batch, start_step):
     from torch.utils.data import DataLoader
 
     from ..data import InfiniteSampler, open_dataset
-    dataset = open_dataset(opts.data, resolution=opts.resolution)
+    dataset = open_dataset(opts.data, resolution=opts.resolution, split=opts.split)
     sampler = InfiniteSampler(len(dataset), seed=opts.seed, rank=world.rank, world_size=world.world_size,
                               start=start_step * local_batch)
     loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=opts.workers,
@@ -182,7 +182,8 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
     if opts.metrics:
         from ..data import open_dataset
         from ..metrics import compute_records, write_jsonl
-        dataset = open_dataset(opts.data, resolution=G_ema.resolution)
+        held_out = "test" if G_ema.kind == "likelihood" else "all"
+        dataset = open_dataset(opts.data, resolution=G_ema.resolution, split=held_out)
         for record in compute_records(opts.metrics, G=G_ema, dataset=dataset, num_gen=opts.metric_num_gen,
                                       seed=opts.seed, echo=run.log):
             write_jsonl(record, run.path, network=path.name, kimg=kimg_now)

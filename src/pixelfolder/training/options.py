@@ -87,6 +87,8 @@ class TrainOptions:
     device: str = "auto"           # cpu, cuda or auto
     tensorboard: bool = False      # also log the stats for TensorBoard (optional extra)
     levels: tuple = ()             # likelihood models: indices of the levels to train (empty = all, jointly)
+    split: str | None = None       # training images: all or train (every 10th held out); default: likelihood
+                                   # models train, GANs all. Snapshot bpd uses the held-out test split
 
 
 def resolve(opts: TrainOptions) -> TrainOptions:
@@ -103,6 +105,7 @@ def resolve(opts: TrainOptions) -> TrainOptions:
         "pl_every": r.g_reg_every, "mixing": r.mixing, "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr,
         "mirror": r.mirror,
     }
+    fill["split"] = "train" if opts.model == "pixelpyramids" else "all"
     changes = {k: v for k, v in fill.items() if getattr(opts, k) is None}
     if opts.preset is None:
         if opts.data == "emoji" and opts.resolution in (None, 32):
@@ -112,6 +115,8 @@ def resolve(opts: TrainOptions) -> TrainOptions:
     opts = dataclasses.replace(opts, **changes)
     if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
         raise PixelfolderError("--batch and --batch-gpu must be >= 1")
+    if opts.split not in ("all", "train"):
+        raise PixelfolderError("--split must be all or train (the test split is held out for evaluation)")
     if opts.levels and opts.model != "pixelpyramids":
         raise PixelfolderError("--levels applies to likelihood models (pixelpyramids) only")
     if opts.kimg <= 0 or opts.snap_kimg <= 0:
