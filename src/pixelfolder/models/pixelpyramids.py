@@ -371,3 +371,7 @@ register_preset("pixelpyramids-emoji32", "pixelpyramids",
                 "small 32 px, 5 bit, L=7 model that trains on a CPU in minutes (README demo)",
                 height=32, width=32, num_levels=7, unet_width=16, n_classes=(50,) * 7, n_squeeze=(1,) * 6,
                 n_channels=32, n_res_layers=1, unet_n_layers=(2, 2, 2, 2, 1, 1), nc_cond_embd=32, lstm_hidden=32)
+register_preset("pixelpyramids-64", "pixelpyramids",
+                "celeba_256's settings on a 64 px image, i.e. its coarsest 9 levels (4-12): for benchmarks",
+                height=64, width=64, num_levels=9, n_classes=(100,) * 9, n_squeeze=(1,) * 8,
+                unet_n_layers=(2,) + (1,) * 7)
