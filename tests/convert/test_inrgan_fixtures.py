@@ -10,7 +10,6 @@ import torch
 from pixelfolder.convert.inrgan import config_from_official, detect, from_official, resolve
 from pixelfolder.errors import ConversionError
 from pixelfolder.layers.fmm import inrgan_coords
-from pixelfolder.models import inrgan  # noqa: F401  (registers the archs)
 from tests.conftest import load_fixture
 
 FILES = ["inrgan_64.pt", "inrgan_128.pt", "inrgan_bil_64.pt", "inrgan_bil_128.pt"]

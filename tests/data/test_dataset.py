@@ -9,7 +9,7 @@ from PIL import Image
 from pixelfolder.data import ImageDataset, InfiniteSampler, PrepareConfig, open_dataset, prepare
 from pixelfolder.errors import PixelfolderError
 
-from .util import expected_center_crop, smooth_image, write_images
+from .util import expected_center_crop, write_images
 
 N = 10
 

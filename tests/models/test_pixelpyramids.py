@@ -15,7 +15,6 @@ from pixelfolder.errors import PixelfolderError
 from pixelfolder.layers.dmol import dmol_nll
 from pixelfolder.layers.pyramid import decompose, dequantize_to_uint8, squeeze_slots, to_model_space
 from pixelfolder.models import count_parameters
-from pixelfolder.models.pixelpyramids import PixelPyramids, PixelPyramidsConfig  # noqa: F401  (registers)
 from tests.conftest import load_fixture
 
 # (preset, total with the dead Down.conv blocks, their share), millions, reference §5.

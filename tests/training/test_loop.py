@@ -11,7 +11,6 @@ import torch
 
 import pixelfolder
 from pixelfolder.errors import PixelfolderError
-from pixelfolder.training import loop as loop_module
 from pixelfolder.training.loop import TrainingDiverged, training_loop
 from pixelfolder.training.options import ema_beta, lazy_adam
 from pixelfolder.training.rundir import read_state

@@ -17,7 +17,7 @@ from ..errors import ConversionError
 from ..registry import architecture, config_from_dict
 from .archs import ARCHS, detect_arch
 from .nvlabs_pickle import looks_like_network_pickle
-from .official import apply_rules
+from .official import apply_rules, load_mapped
 
 TRAIN_KEYS = ("g_ema", "g", "d")
 W_AVG_SEED = 0
@@ -122,13 +122,7 @@ def convert_state_dict(state_dict: dict, arch: str | None = None, size: int | No
     ours = apply_rules(state_dict, rules(fields), f"official {arch}")
     spec = architecture(arch)
     model = spec.cls(config_from_dict(spec.config_cls, fields))
-    try:
-        missing, unexpected = model.load_state_dict(ours, strict=False)
-    except RuntimeError as e:
-        raise ConversionError(f"shapes do not fit {arch}: {str(e).splitlines()[1].strip()}") from None
-    missing = [k for k in missing if k != "mapping.w_avg"]
-    if missing or unexpected:
-        raise ConversionError(f"{arch}: missing {missing[:6]} unexpected {unexpected[:6]}")
+    load_mapped(model, ours, arch, optional=("mapping.w_avg",))
     model.metadata = {"source": "official", "arch": arch}
     if hasattr(model, "mapping"):
         model.mapping.compute_w_avg(w_avg_samples, w_avg_seed)

@@ -14,7 +14,7 @@ from ..errors import ConversionError
 from ..models.creps import CREPS, CREPSConfig
 from ..registry import config_from_dict
 from .archs import channel_fields
-from .official import Rule, apply_rules
+from .official import Rule, apply_rules, load_mapped
 
 COORDS_KEY = "synthesis.b4.input.coords"
 LAYER = r"(?P<layer>fc0|fc1|tores)"
@@ -126,12 +126,7 @@ def from_official(sd: dict, init_kwargs: dict | None = None) -> CREPS:
         model = CREPS(config_from_dict(CREPSConfig, fields))
     except ValueError as e:
         raise ConversionError(f"cannot build CREPS from the official config: {e}") from None
-    try:
-        missing, unexpected = model.load_state_dict(ours, strict=False)
-    except RuntimeError as e:
-        raise ConversionError(f"shapes do not fit creps: {str(e).splitlines()[1].strip()}") from None
-    if missing or unexpected:
-        raise ConversionError(f"creps: missing {missing[:6]} unexpected {unexpected[:6]}")
+    load_mapped(model, ours, "creps")
     model.metadata = {"source": "official", "arch": "creps",
                       "w_avg": {"how": "official mapping.w_avg buffer, kept as stored"},
                       "coords": "regenerated as linspace(0, 1, n) for every render size"}

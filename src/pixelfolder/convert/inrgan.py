@@ -15,7 +15,7 @@ from ..errors import ConversionError
 from ..layers import fir_kernel
 from ..registry import architecture, config_from_dict
 from .archs import channel_fields
-from .official import DROP, Rule, apply_rules
+from .official import DROP, Rule, apply_rules, load_mapped
 
 ARCHS = ("inrgan", "inrgan_bil")
 _BLOCK = re.compile(r"synthesis\.b(\d+)\.")
@@ -218,14 +218,7 @@ def from_official(sd: dict, init_kwargs: dict | None = None, arch: str | None = 
     spec = architecture(arch)
     ours = apply_rules(sd, rules(fields), f"official {arch}")
     model = spec.cls(config_from_dict(spec.config_cls, fields))
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in ours]
-    unexpected = [k for k in ours if k not in expected]
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in ours.items()
-             if k in expected and v.shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise ConversionError(f"{arch}: missing {missing[:4]} unexpected {unexpected[:4]} shapes {wrong[:4]}")
-    model.load_state_dict({k: v.float() for k, v in ours.items()})
+    load_mapped(model, ours, arch)
     model.metadata = {"source": "official", "arch": arch, "w_avg": "official mapping.w_avg (tracked in training)"}
     if init_kwargs is not None:
         fp16 = (init_kwargs.get("synthesis_kwargs") or {}).get("num_fp16_res", 0)

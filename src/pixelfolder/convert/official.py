@@ -116,3 +116,19 @@ def apply_rules(state_dict: dict, rules: list[Rule], what: str) -> dict:
         raise ConversionError(f"{what}: FIR kernels differ from the standard [1,3,3,1] filter: "
                               + ", ".join(bad_constants[:6]))
     return out
+
+
+def load_mapped(model: torch.nn.Module, ours: dict, what: str, optional: tuple = ()) -> torch.nn.Module:
+    """Load mapped official tensors into `model`; one ConversionError listing missing, unexpected or misshapen keys.
+
+    `optional`: our keys the official file may lack (left as initialised, e.g. a recomputed w_avg).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in ours and k not in optional]
+    unexpected = [k for k in ours if k not in expected]
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in ours.items()
+             if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ConversionError(f"{what}: missing {missing[:4]} unexpected {unexpected[:4]} shapes {wrong[:4]}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in ours.items()}, strict=False)
+    return model

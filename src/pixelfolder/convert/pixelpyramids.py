@@ -15,6 +15,7 @@ import torch
 from ..errors import ConversionError, PixelfolderError
 from ..models.pixelpyramids import PixelPyramids, PixelPyramidsConfig, official_unet_depths
 from ..registry import config_from_dict
+from .official import load_mapped
 
 NO_PARAMS = ("official PixelPyramids checkpoints store no configuration: pass --params params/<name>.json")
 DATASET_SIZES = {"celeba_256": (256, 256), "celeba_1024": (1024, 1024)}   # lsun_*: 128 x 128
@@ -170,13 +171,7 @@ def from_official(checkpoint_obj, params: dict | None = None, *, keep_dead_down_
     for i, sd in enumerate(levels):
         mapped = map_pixelcnn(sd) if i == L - 1 else map_fine_level(sd, keep_dead_down_convs)
         ours.update({f"levels.{i}.{k}": v for k, v in mapped.items()})
-    try:
-        missing, unexpected = model.load_state_dict(ours, strict=False)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())[:300]
-        raise ConversionError(f"the checkpoint does not fit its params: {detail}") from None
-    if missing or unexpected:
-        raise ConversionError(f"pixelpyramids: missing {missing[:6]} unexpected {unexpected[:6]}")
+    load_mapped(model, ours, "pixelpyramids (does the checkpoint fit its params?)")
     name = str((params.get("params", params)).get("dataset_name", ""))
     model.metadata = {"source": "official", "arch": "pixelpyramids", "dataset_name": name,
                       "residual_offset": fields["residual_offset"],

@@ -22,7 +22,7 @@ from ..errors import ConversionError
 from ..layers import fir_kernel
 from ..registry import config_from_dict
 from .archs import channel_fields
-from .official import DROP, Rule, apply_rules
+from .official import DROP, Rule, apply_rules, load_mapped
 
 ARCH = "stylegan2"
 
@@ -131,12 +131,7 @@ def from_official(sd: dict, init_kwargs: dict | None = None, attributes: dict | 
         if f"synthesis.convs.{i}.noise_strength" not in ours:
             ours[f"synthesis.convs.{i}.noise_strength"] = torch.zeros(1)
             ours[f"synthesis.convs.{i}.noise_const"] = conv.noise_const
-    try:
-        missing, unexpected = model.load_state_dict(ours, strict=False)
-    except RuntimeError as e:
-        raise ConversionError(f"shapes do not fit {ARCH}: {str(e).splitlines()[1].strip()}") from None
-    if missing or unexpected:
-        raise ConversionError(f"NVlabs StyleGAN2: missing {missing[:6]} unexpected {unexpected[:6]}")
+    load_mapped(model, ours, "NVlabs StyleGAN2")
     model.metadata = {"source": "official", "arch": ARCH, "layout": "nvlabs networks_stylegan2",
                       "w_avg": {"how": "official mapping.w_avg (moving average tracked during training)"}}
     return model.eval()

@@ -96,10 +96,10 @@ def pyramid_shapes(height: int, width: int, num_levels: int) -> list[tuple[int, 
 
 def split_kinds(height: int, width: int, num_levels: int) -> list[str]:
     """"rows" or "cols" for each split, finest first (square images split rows)."""
-    kinds, h, w = [], height, width
-    for sh, sw in pyramid_shapes(height, width, num_levels):
+    kinds, h = [], height
+    for sh, _ in pyramid_shapes(height, width, num_levels):
         kinds.append("rows" if sh < h else "cols")
-        h, w = sh, sw
+        h = sh
     return kinds
 
 

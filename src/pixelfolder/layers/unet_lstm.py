@@ -23,17 +23,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PixelfolderError
 from .pyramid import squeeze_slots, unsqueeze_slots
 
 CL = torch.channels_last
+
+
+COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def inference_path() -> bool:
     return not torch.is_grad_enabled()
 
 
+def check_dtype(dtype: torch.dtype, fast: bool) -> None:
+    """bfloat16 is an inference-path option (no_grad, BatchNorm not updating its statistics)."""
+    if dtype not in COMPUTE_DTYPES or (dtype != torch.float32 and not fast):
+        raise PixelfolderError(f"compute dtype {dtype} is not available here: float32 always, bfloat16 only for "
+                               "evaluation under torch.no_grad()")
+
+
 def to_cl(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=CL)
+
+
+def cast(tensors, dtype: torch.dtype):
+    """A (nested) tuple / list of tensors in `dtype` (memory format kept)."""
+    if isinstance(tensors, torch.Tensor):
+        return tensors.to(dtype)
+    return type(tensors)(cast(t, dtype) for t in tensors)
 
 
 class WeightCache:
@@ -41,20 +59,24 @@ class WeightCache:
 
     The key holds each source's storage address, in-place version counter, shape, dtype and device, so
     optimiser steps and load_state_dict (in-place) and .to() / .data assignment (new storage) all invalidate it.
+    One entry per compute dtype (built in float32, then cast), so float32 and bfloat16 calls can alternate.
     """
 
     def __init__(self):
-        self.key, self.value = None, None
+        self.key, self.values = None, {}
 
-    def get(self, sources, build):
+    def get(self, sources, build, dtype: torch.dtype = torch.float32):
         key = tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device) for t in sources)
         if key != self.key:
-            self.value, self.key = None, None
-            self.value, self.key = build(), key
-        return self.value
+            self.key, self.values = None, {}
+            self.key = key
+        if dtype not in self.values:
+            value = build()
+            self.values[dtype] = value if dtype == torch.float32 else cast(value, dtype)
+        return self.values[dtype]
 
     def clear(self) -> None:
-        self.key, self.value = None, None
+        self.key, self.values = None, {}
 
 
 def release_inference_weights(module: nn.Module) -> None:
@@ -103,14 +125,16 @@ class DoubleConv(nn.Module):
         if not inference_path() or self.bn1.updates_stats or self.bn2.updates_stats:
             return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
         if self.bn1.batch_stats or self.bn2.batch_stats:      # 'official' protocol: batch statistics
-            w1, w2 = self._cache.get((self.conv1.weight, self.conv2.weight),
-                                     lambda: (to_cl(self.conv1.weight), to_cl(self.conv2.weight)))
-            x = F.relu_(self.bn1(F.conv2d(x, w1, self.conv1.bias, padding=1)))
-            return F.relu_(self.bn2(F.conv2d(x, w2, self.conv2.bias, padding=1)))
+            (w1, b1), (w2, b2) = self._cache.get(
+                (self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias),
+                lambda: ((to_cl(self.conv1.weight), self.conv1.bias), (to_cl(self.conv2.weight), self.conv2.bias)),
+                x.dtype)
+            x = F.relu_(self.bn1(F.conv2d(x, w1, b1, padding=1)))
+            return F.relu_(self.bn2(F.conv2d(x, w2, b2, padding=1)))
         sources = [t for m in (self.conv1, self.bn1, self.conv2, self.bn2) for t in (m.weight, m.bias)]
         sources += [self.bn1.running_mean, self.bn1.running_var, self.bn2.running_mean, self.bn2.running_var]
         (w1, b1), (w2, b2) = self._cache.get(sources, lambda: (fold_bn(self.conv1, self.bn1),
-                                                               fold_bn(self.conv2, self.bn2)))
+                                                               fold_bn(self.conv2, self.bn2)), x.dtype)
         x = F.relu_(F.conv2d(x, w1, b1, padding=1))
         return F.relu_(F.conv2d(x, w2, b2, padding=1))
 
@@ -161,10 +185,11 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(width, cond_channels, 1)
         self._cache = WeightCache()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The inference path returns a channels_last map (same values)."""
+    def forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The inference path returns a channels_last map (same values) in `dtype` (the plain path: float32 only)."""
         fast = inference_path()
-        feats = [self.inc(to_cl(x) if fast else x)]
+        check_dtype(dtype, fast)
+        feats = [self.inc(to_cl(x).to(dtype) if fast else x)]
         for down in self.downs:
             feats.append(down(feats[-1]))
         y = feats.pop()
@@ -172,7 +197,9 @@ class UNet(nn.Module):
             y = up(y, feats.pop())
         if not fast:
             return self.out(y)
-        return F.conv2d(y, self._cache.get((self.out.weight,), lambda: to_cl(self.out.weight)), self.out.bias)
+        w, b = self._cache.get((self.out.weight, self.out.bias), lambda: (to_cl(self.out.weight), self.out.bias),
+                               dtype)
+        return F.conv2d(y, w, b)
 
 
 class ConvLSTMCell(nn.Module):
@@ -210,7 +237,10 @@ def tanh_via_sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 
 def lstm_update(gates: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inference-path LSTM pointwise update from the summed gates (i, f, g, o); c None = zero state."""
+    """Inference-path LSTM pointwise update from the summed gates (i, f, g, o); c None = zero state.
+
+    Runs in the dtype of `gates` (float32 from the bfloat16 path: the cell state stays float32).
+    """
     i, f, g, o = gates.chunk(4, dim=1)
     new_c = torch.sigmoid(i).mul_(tanh_via_sigmoid(g))
     if c is not None:
@@ -244,30 +274,44 @@ class SlotLSTM(nn.Module):
             x = torch.stack(hs, dim=1).flatten(0, 1)
         return self.out(x).unflatten(0, (b, t))
 
-    def _weights(self):
-        """Inference weights: channels_last convs; per cell (W_ih, b_ih + b_hh, W_hh)."""
+    def _weights(self, dtype: torch.dtype = torch.float32):
+        """Inference weights: (W_embed, b_embed), per cell (W_ih, b_ih + b_hh, W_hh), (W_out, b_out); channels_last."""
         def build():
             cells = [(to_cl(c.weight_ih), c.bias_ih + c.bias_hh, to_cl(c.weight_hh)) for c in self.cells]
-            return to_cl(self.embed.weight), cells, to_cl(self.out.weight)
-        sources = [self.embed.weight, self.out.weight] + [p for c in self.cells for p in c.parameters()]
-        return self._cache.get(sources, build)
+            return (to_cl(self.embed.weight), self.embed.bias), cells, (to_cl(self.out.weight), self.out.bias)
+        sources = [self.embed.weight, self.embed.bias, self.out.weight, self.out.bias]
+        sources += [p for c in self.cells for p in c.parameters()]
+        return self._cache.get(sources, build, dtype)
 
     def _forward_inference(self, seq: torch.Tensor) -> torch.Tensor:
+        """In the dtype of `seq`; with bfloat16 the LSTM update (and cell state) and the output are float32."""
         b, t = seq.shape[:2]
-        w_embed, cells, w_out = self._weights()
-        x = F.conv2d(to_cl(seq.flatten(0, 1)), w_embed, self.embed.bias, padding=1)
+        (w_embed, b_embed), cells, _ = self._weights(seq.dtype)
+        x = F.conv2d(to_cl(seq.flatten(0, 1)), w_embed, b_embed, padding=1)
         for w_ih, bias, w_hh in cells:
             gates = F.conv2d(x, w_ih, bias, padding=1).unflatten(0, (b, t))
             hs = torch.empty_like(x).unflatten(0, (b, t))
             h = c = None
             for step in range(t):
-                g = gates[:, step]
+                g = gates[:, step].float()
                 if h is not None:
-                    g = F.conv2d(h, w_hh, None, padding=1).add_(g)
+                    g = F.conv2d(h, w_hh, None, padding=1).float().add_(g) if self.fp32_sum else F.conv2d(h, w_hh, None, padding=1).add_(gates[:, step]).float()
                 h, c = lstm_update(g, c)
+                h = h.to(x.dtype)
                 hs[:, step] = h
             x = hs.flatten(0, 1)
-        return F.conv2d(x, w_out, self.out.bias, padding=1).unflatten(0, (b, t))
+        return self._head(x).unflatten(0, (b, t))
+
+    fp32_sum = True
+    fp32_head = True
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """The mixture-parameter conv, float32 output (from bfloat16 features: float32 weights and accumulation)."""
+        if x.dtype != torch.float32 and not self.fp32_head:
+            w_out, b_out = self._weights(x.dtype)[2]
+            return F.conv2d(x, w_out, b_out, padding=1).float()
+        w_out, b_out = self._weights()[2]
+        return F.conv2d(x.float(), w_out, b_out, padding=1)
 
     def step(self, inp: torch.Tensor, states: list | None):
         """One slot (B, ch, h, w) -> (mixture params (B, out, h, w), new per-layer states)."""
@@ -283,8 +327,8 @@ class SlotLSTM(nn.Module):
         return self.out(x), new
 
     def _step_inference(self, inp: torch.Tensor, states: list | None):
-        w_embed, cells, w_out = self._weights()
-        x = F.conv2d(to_cl(inp), w_embed, self.embed.bias, padding=1)
+        (w_embed, b_embed), cells, (w_out, b_out) = self._weights()
+        x = F.conv2d(to_cl(inp), w_embed, b_embed, padding=1)
         states = states or [None] * len(cells)
         new = []
         for (w_ih, bias, w_hh), state in zip(cells, states):
@@ -294,7 +338,7 @@ class SlotLSTM(nn.Module):
             h, c = lstm_update(g, None if state is None else state[1])
             new.append((h, c))
             x = h
-        return F.conv2d(x, w_out, self.out.bias, padding=1), new
+        return F.conv2d(x, w_out, b_out, padding=1), new
 
 
 class FineLevel(nn.Module):
@@ -311,9 +355,12 @@ class FineLevel(nn.Module):
     def slots(self) -> int:
         return self.factor ** 2
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """Model-space x_l, d_l (B, 3, h, w) -> mixture parameters of d_l (B, n_classes, h, w)."""
-        cond = squeeze_slots(self.unet(x), self.factor)
-        prev = squeeze_slots(d, self.factor)
+    def forward(self, x: torch.Tensor, d: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Model-space x_l, d_l (B, 3, h, w) -> float32 mixture parameters of d_l (B, n_classes, h, w).
+
+        dtype: compute dtype of the U-Net and ConvLSTM convolutions (bfloat16: inference path only).
+        """
+        cond = squeeze_slots(self.unet(x, dtype), self.factor)
+        prev = squeeze_slots(d.to(cond.dtype), self.factor)
         prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
         return unsqueeze_slots(self.lstm(torch.cat([cond, prev], dim=2)), self.factor)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import LFF, ConvLayer, StyledConv, ToRGB, bias_lrelu, coord_grid, fold, unfold
+from ..layers import LFF, ConvLayer, StyledConv, ToRGB, bias_lrelu, fold, unfold
 from ..layers.equalized import conv1x1, full_precision
 from ..registry import register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
