@@ -1,8 +1,9 @@
-"""Likelihood-evaluation speed of PixelPyramids, ours against the official code (CPU, fp32). A benchmark.
+"""Likelihood-evaluation speed of PixelPyramids, ours against the official code (CPU, fp32 / bf16). A benchmark.
 
     python tools/bench_pixelpyramids.py --official /tmp/pp_official        # 64 and 256 px, both protocols
     python tools/bench_pixelpyramids.py --sizes 64 --repeats 7              # ours only (no --official)
     python tools/bench_pixelpyramids.py --official /tmp/pp_official --sample   # also ours' exact sampler
+    python tools/bench_pixelpyramids.py --official /tmp/pp_official --precision bf16 [--trained emoji32.pt]
 
 Configs: '256' is celeba_256.json (L=13); '64' is celeba_256 restricted to 64x64 px, i.e. its levels 4-12
 (U-Net depths and n_squeeze of those levels, the same PixelCNN++). Batch `--batch` images (default 2), one
@@ -21,6 +22,13 @@ pyramid included), with eval-mode BatchNorm (our default) and with the 'official
 Agreement: max |NLL difference| per level, official train mode vs ours 'official', official eval() vs ours 'eval'.
 GFLOP/s: ours' FLOPs per image (torch.utils.flop_counter, 95% of them 3x3 convolutions) over each median time,
 for comparison with the machine's single-core convolution throughput.
+
+--precision bf16 also times ours with precision='bf16' (U-Net / ConvLSTM convolutions in bfloat16) in the same
+interleaved rounds, and reports its accuracy cost: bits/dim of bf16 minus fp32, absolute and relative, per image
+and per level (max over the batch), for both protocols on the synthetic images and on held-out emoji images
+upscaled (bicubic) to the benchmark size. These random-weight models predict nearly flat mixtures, which hide
+rounding, so `--trained FILE` (a pixelfolder.save'd PixelPyramids, e.g. a briefly trained pixelpyramids-emoji32)
+adds the same comparison on `--trained-images` held-out emoji images at its resolution, plus its timing.
 """
 from __future__ import annotations
 
@@ -38,7 +46,9 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
+import pixelfolder
 from pixelfolder.convert.pixelpyramids import from_official
+from pixelfolder.data import open_dataset
 from pixelfolder.models.pixelpyramids import PixelPyramids, PixelPyramidsConfig
 
 CELEBA_256 = {"dataset_name": "celeba_256", "L": 13, "C": 64, "n_bits": 5, "n_classes": [100] * 13,
@@ -72,6 +82,15 @@ def synthetic_images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
     x = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
     x = x + torch.randn(x.shape, generator=gen) * 6
     return x.clamp(0, 255).to(torch.uint8)
+
+
+def emoji_images(count: int, size: int) -> torch.Tensor:
+    """The first `count` held-out emoji (32 px), bicubic-upscaled to size x size, uint8 (B, 3, S, S)."""
+    ds = open_dataset("emoji", 32, split="test")
+    x = torch.stack([ds[i] for i in range(min(count, len(ds)))]).float()
+    if size != 32:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 # ------------------------------------------------------------------------------------------------ official
@@ -184,6 +203,18 @@ def interleave(runners: dict, repeats: int) -> dict:
     return times
 
 
+def precision_errors(model, images: torch.Tensor, protocol: str, precision: str) -> dict:
+    """bits/dim at `precision` minus fp32: max |diff| and max |diff| / |fp32|, per image (bpd) and per level."""
+    with torch.no_grad():
+        ref = model.bits_per_dim(images, protocol=protocol)
+        low = model.bits_per_dim(images, protocol=protocol, precision=precision)
+    d_img, d_lvl = low["bpd"] - ref["bpd"], low["per_level"] - ref["per_level"]
+    return {"count": len(images), "bpd": ref["bpd"].mean().item(), "mean_diff": d_img.mean().item(),
+            "image_abs": d_img.abs().max().item(), "image_rel": (d_img.abs() / ref["bpd"].abs()).max().item(),
+            "level_abs": d_lvl.abs().max().item(),
+            "level_rel": (d_lvl.abs() / ref["per_level"].abs().clamp(min=1e-12)).max().item()}
+
+
 def bench_size(size: int, args) -> dict:
     params = bench_params(size)
     images = synthetic_images(args.batch, size)
@@ -214,6 +245,15 @@ def bench_size(size: int, args) -> dict:
         ours = PixelPyramids(cfg).eval()
     runners["ours_eval"] = lambda: ours.level_nll(images, protocol="eval")
     runners["ours_official"] = lambda: ours.level_nll(images, protocol="official")
+    low = args.precision
+    if low != "fp32":
+        runners[f"ours_eval_{low}"] = lambda: ours.level_nll(images, protocol="eval", precision=low)
+        runners[f"ours_official_{low}"] = lambda: ours.level_nll(images, protocol="official", precision=low)
+        emoji = emoji_images(args.batch, size)
+        result["precision"], result["batch"] = low, batch
+        result["errors"] = {(name, protocol): precision_errors(ours, x, protocol, low)
+                            for name, x in (("synthetic", images), ("emoji", emoji))
+                            for protocol in ("eval", "official")}
     repeats = args.repeats or (5 if size <= 64 else 3)
     with torch.no_grad():
         times = interleave(runners, repeats)
@@ -227,12 +267,47 @@ def bench_size(size: int, args) -> dict:
     return result
 
 
+def trained_report(path: str, args) -> None:
+    """bf16 against fp32 on a trained model: bits/dim differences on held-out emoji and interleaved timing."""
+    model = pixelfolder.load(path)
+    if not isinstance(model, PixelPyramids):
+        raise SystemExit(f"--trained needs a PixelPyramids checkpoint; {path} holds {type(model).__name__}")
+    if model.config.width != model.resolution:
+        raise SystemExit("--trained needs a square PixelPyramids model")
+    images, low = emoji_images(args.trained_images, model.resolution), args.precision
+    print(f"--- trained {path} ({model.resolution} px), {len(images)} held-out emoji, {low} - fp32 bits/dim",
+          flush=True)
+    for protocol in ("eval", "official"):
+        errs = [precision_errors(model, images[i:i + 16], protocol, low) for i in range(0, len(images), 16)]
+        print_errors(f"emoji ({protocol})", merge_errors(errs))
+    batch = images[:args.batch]
+    with torch.no_grad():
+        times = interleave({"fp32": lambda: model.level_nll(batch, protocol="eval"),
+                            low: lambda: model.level_nll(batch, protocol="eval", precision=low)}, args.repeats or 7)
+    ms = {k: 1000 * statistics.median(v) / len(batch) for k, v in times.items()}
+    print(f"  eval protocol, batch {len(batch)}: fp32 {ms['fp32']:.1f} ms/image, {low} {ms[low]:.1f} ms/image "
+          f"({ms['fp32'] / ms[low]:.2f}x)")
+
+
+def merge_errors(errs: list) -> dict:
+    """Chunk results combined: max of the maxima, image-weighted means."""
+    out = {k: max(e[k] for e in errs) for k in ("image_abs", "image_rel", "level_abs", "level_rel")}
+    weights = [e["count"] for e in errs]
+    out.update({k: statistics.fmean([e[k] for e in errs], weights) for k in ("bpd", "mean_diff")})
+    return out
+
+
+def print_errors(label: str, e: dict) -> None:
+    print(f"  {label:<22} bpd {e['bpd']:.4f}; per image max |d| {e['image_abs']:.2e} (rel {e['image_rel']:.1e}), "
+          f"mean d {e['mean_diff']:+.1e}; per level max |d| {e['level_abs']:.2e} (rel {e['level_rel']:.1e})")
+
+
 def report(r: dict) -> None:
     ms = r["ms_per_image"]
     print(f"--- {r['size']} px (celeba_256 levels {FIRST_LEVEL[r['size']]}-12), median of {r['runs']} runs, "
           "ms per image", flush=True)
     for name, value in ms.items():
-        print(f"  {name:<14} {value:10.1f}   ({r['gflop_per_image'] / value * 1000:.0f} GFLOP/s of ours' "
+        print(f"  {name:<18} {value:10.1f}   ({r['gflop_per_image'] / value * 1000:.0f} GFLOP/s of ours' "
               f"{r['gflop_per_image']:.1f} GFLOP per image)")
     if "official" in ms:
         print(f"  speed-up  ours(eval) {ms['official'] / ms['ours_eval']:.2f}x   ours(official protocol) "
@@ -241,8 +316,22 @@ def report(r: dict) -> None:
               f"(rel {r['max_rel_official']:.1e}), eval {r['max_diff_eval']:.2e} nats; within the fixture "
               f"tolerance 0.001 + 2e-5*|nll|: {r['within_tolerance']}")
         print(f"  total NLL per image (official protocol): {[round(v, 2) for v in r['nll_total']]} nats")
+    if "errors" in r:
+        report_low_precision(r)
     if "sample_s_per_image" in r:
         print(f"  ours exact sampler: {r['sample_s_per_image']:.2f} s per image (batch_size=1)")
+
+
+def report_low_precision(r: dict) -> None:
+    """Speed-ups of the low-precision runs (vs official and vs ours fp32) and their bits/dim differences."""
+    ms, low = r["ms_per_image"], r["precision"]
+    for protocol in ("eval", "official"):
+        t = ms[f"ours_{protocol}_{low}"]
+        vs = f"official {ms['official'] / t:.2f}x, " if "official" in ms else ""
+        print(f"  {low} speed-up, {protocol} protocol: {vs}ours fp32 {ms[f'ours_{protocol}'] / t:.2f}x")
+    print(f"  {low} - fp32 bits/dim, batch {r['batch']} (max over images / image-levels):")
+    for (name, protocol), e in r["errors"].items():
+        print_errors(f"{name} ({protocol})", e)
 
 
 def main(argv=None) -> int:
@@ -253,16 +342,25 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=0, help="timed rounds (default 5 at 64 px, 3 at 256 px)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="also time ours' exact sampler, one image")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: also time ours in bfloat16 and report its bits/dim difference from fp32")
+    p.add_argument("--trained", help="a saved PixelPyramids checkpoint for the bf16 accuracy check")
+    p.add_argument("--trained-images", type=int, default=64, help="held-out emoji images for --trained")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in FIRST_LEVEL]
     if bad:
         p.error(f"sizes must be among {sorted(FIRST_LEVEL)}; got {bad}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, fp32, no_grad",
-          flush=True)
+    if args.trained and args.precision == "fp32":
+        p.error("--trained compares --precision bf16 with fp32; add --precision bf16")
+    precisions = "fp32" if args.precision == "fp32" else f"fp32 and {args.precision}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, {precisions}, "
+          "no_grad", flush=True)
     for size in sizes:
         report(bench_size(size, args))
+    if args.trained:
+        trained_report(args.trained, args)
     return 0
 
 

@@ -14,6 +14,10 @@ activations and weights, eval BatchNorm folded into the preceding convolution, i
 added once in the time-batched input convolution and no recurrent convolution at t = 0 (zero state). Its
 derived weights live in a `WeightCache`, rebuilt whenever a source parameter or buffer changes (training step,
 load_state_dict, .to()); `release_inference_weights(model)` frees them.
+
+The inference path can also run in bfloat16 (FineLevel(..., dtype=torch.bfloat16)): bfloat16 weights and
+activations for every conv but the U-Net's first (float32), float32 LSTM update and cell state, float32
+mixture head; convolutions accumulate in float32 and round their outputs.
 """
 from __future__ import annotations
 
@@ -27,8 +31,6 @@ from ..errors import PixelfolderError
 from .pyramid import squeeze_slots, unsqueeze_slots
 
 CL = torch.channels_last
-
-
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -68,8 +70,7 @@ class WeightCache:
     def get(self, sources, build, dtype: torch.dtype = torch.float32):
         key = tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device) for t in sources)
         if key != self.key:
-            self.key, self.values = None, {}
-            self.key = key
+            self.key, self.values = key, {}
         if dtype not in self.values:
             value = build()
             self.values[dtype] = value if dtype == torch.float32 else cast(value, dtype)
@@ -111,7 +112,10 @@ def fold_bn(conv: nn.Conv2d, bn: BatchNorm) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class DoubleConv(nn.Module):
-    """[3x3 conv (bias) -> BatchNorm -> ReLU] x 2."""
+    """[3x3 conv (bias) -> BatchNorm -> ReLU] x 2.
+
+    Inference path: the first conv in the dtype of x, the second (and the output) in `dtype` (default the same).
+    """
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -121,22 +125,28 @@ class DoubleConv(nn.Module):
         self.bn2 = BatchNorm(cout)
         self._cache = WeightCache()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         if not inference_path() or self.bn1.updates_stats or self.bn2.updates_stats:
             return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
-        if self.bn1.batch_stats or self.bn2.batch_stats:      # 'official' protocol: batch statistics
-            (w1, b1), (w2, b2) = self._cache.get(
-                (self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias),
-                lambda: ((to_cl(self.conv1.weight), self.conv1.bias), (to_cl(self.conv2.weight), self.conv2.bias)),
-                x.dtype)
-            x = F.relu_(self.bn1(F.conv2d(x, w1, b1, padding=1)))
+        dtype = dtype or x.dtype
+        batch_stats = self.bn1.batch_stats or self.bn2.batch_stats      # 'official' protocol
+        (w1, b1), (w2, b2) = self._weights(batch_stats, x.dtype)[0], self._weights(batch_stats, dtype)[1]
+        if batch_stats:
+            x = F.relu_(self.bn1(F.conv2d(x, w1, b1, padding=1))).to(dtype)
             return F.relu_(self.bn2(F.conv2d(x, w2, b2, padding=1)))
+        x = F.relu_(F.conv2d(x, w1, b1, padding=1)).to(dtype)
+        return F.relu_(F.conv2d(x, w2, b2, padding=1))
+
+    def _weights(self, batch_stats: bool, dtype: torch.dtype):
+        """((W1, b1), (W2, b2)) channels_last: the convs' own (batch statistics) or folded with eval BatchNorm."""
+        if batch_stats:
+            return self._cache.get((self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias),
+                                   lambda: ((to_cl(self.conv1.weight), self.conv1.bias),
+                                            (to_cl(self.conv2.weight), self.conv2.bias)), dtype)
         sources = [t for m in (self.conv1, self.bn1, self.conv2, self.bn2) for t in (m.weight, m.bias)]
         sources += [self.bn1.running_mean, self.bn1.running_var, self.bn2.running_mean, self.bn2.running_var]
-        (w1, b1), (w2, b2) = self._cache.get(sources, lambda: (fold_bn(self.conv1, self.bn1),
-                                                               fold_bn(self.conv2, self.bn2)), x.dtype)
-        x = F.relu_(F.conv2d(x, w1, b1, padding=1))
-        return F.relu_(F.conv2d(x, w2, b2, padding=1))
+        return self._cache.get(sources, lambda: (fold_bn(self.conv1, self.bn1), fold_bn(self.conv2, self.bn2)),
+                               dtype)
 
 
 class Down(nn.Module):
@@ -186,10 +196,14 @@ class UNet(nn.Module):
         self._cache = WeightCache()
 
     def forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The inference path returns a channels_last map (same values) in `dtype` (the plain path: float32 only)."""
+        """The inference path returns a channels_last map (same values) in `dtype`.
+
+        dtype=bfloat16 (inference path only): every conv in bfloat16 but the first (3 input channels, cheap),
+        which stays float32: in bfloat16 it makes most of the error on images with flat backgrounds.
+        """
         fast = inference_path()
         check_dtype(dtype, fast)
-        feats = [self.inc(to_cl(x).to(dtype) if fast else x)]
+        feats = [self.inc(to_cl(x), dtype) if fast else self.inc(x)]
         for down in self.downs:
             feats.append(down(feats[-1]))
         y = feats.pop()
@@ -295,21 +309,15 @@ class SlotLSTM(nn.Module):
             for step in range(t):
                 g = gates[:, step].float()
                 if h is not None:
-                    g = F.conv2d(h, w_hh, None, padding=1).float().add_(g) if self.fp32_sum else F.conv2d(h, w_hh, None, padding=1).add_(gates[:, step]).float()
+                    g = F.conv2d(h, w_hh, None, padding=1).float().add_(g)
                 h, c = lstm_update(g, c)
                 h = h.to(x.dtype)
                 hs[:, step] = h
             x = hs.flatten(0, 1)
         return self._head(x).unflatten(0, (b, t))
 
-    fp32_sum = True
-    fp32_head = True
-
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        """The mixture-parameter conv, float32 output (from bfloat16 features: float32 weights and accumulation)."""
-        if x.dtype != torch.float32 and not self.fp32_head:
-            w_out, b_out = self._weights(x.dtype)[2]
-            return F.conv2d(x, w_out, b_out, padding=1).float()
+        """The mixture-parameter conv in float32 (from bfloat16 features too: float32 weights and output)."""
         w_out, b_out = self._weights()[2]
         return F.conv2d(x.float(), w_out, b_out, padding=1)
 
@@ -361,6 +369,6 @@ class FineLevel(nn.Module):
         dtype: compute dtype of the U-Net and ConvLSTM convolutions (bfloat16: inference path only).
         """
         cond = squeeze_slots(self.unet(x, dtype), self.factor)
-        prev = squeeze_slots(d.to(cond.dtype), self.factor)
+        prev = squeeze_slots(d, self.factor)
         prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
-        return unsqueeze_slots(self.lstm(torch.cat([cond, prev], dim=2)), self.factor)
+        return unsqueeze_slots(self.lstm(torch.cat([cond, prev], dim=2).to(dtype)), self.factor)

@@ -1,0 +1,92 @@
+"""PixelPyramids' opt-in precision='bf16' evaluation against float32 and the official test vectors.
+
+Source: the official pixelpyramids_tiny.pt fixture (tests/fixtures). Stated tolerance of bf16 (bfloat16 U-Net
+and ConvLSTM convolutions; float32 first conv, cell state, mixture head and loss): per-level NLL within 1e-3
+relative of float32, bits/dim per image within 2.5e-4 relative (measured here: 3.8e-4 per level with the
+'official' protocol, 4e-5 with 'eval'; bits/dim 3e-5). float32 stays the default and must be unchanged: bitwise
+equal before and after bf16 calls, and within the fixture tolerance (0.001 + 2e-5 * |nll| nats) of the official
+numbers.
+"""
+import pytest
+import torch
+
+from pixelfolder.convert.pixelpyramids import from_official
+from pixelfolder.errors import PixelfolderError
+from tests.conftest import load_fixture
+
+PROTOCOLS = {"official": "bn_train_batch_stats", "eval": "bn_eval_running_stats"}
+LEVEL_REL = 1e-3        # per-level NLL, |bf16 - fp32| / |fp32|
+BPD_REL = 2.5e-4        # bits/dim per image, |bf16 - fp32| / fp32
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return load_fixture("pixelpyramids_tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def model(fx):
+    return from_official(fx["state_dict"], fx["config"])
+
+
+def images(fx):
+    return fx["inputs"]["images_uint8_hwc"].permute(0, 3, 1, 2).contiguous()
+
+
+def assert_official_close(ours, ref, what):
+    diff = (ours - ref).abs()
+    assert bool((diff <= 0.001 + 2e-5 * ref.abs()).all()), f"{what}: max diff {diff.max().item():.3g} nats"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_bf16_is_close_to_fp32_and_fp32_is_unchanged(fx, model, protocol):
+    x, ref = images(fx), fx["outputs"][PROTOCOLS[protocol]]["nll"]
+    with torch.no_grad():
+        before = model.level_nll(x, protocol=protocol)
+        low = model.level_nll(x, protocol=protocol, precision="bf16")
+        after = model.level_nll(x, protocol=protocol, precision="fp32")
+    assert torch.equal(before, after)                 # the bf16 weight copies live beside the fp32 ones
+    assert_official_close(after, ref, f"fp32 ({protocol})")
+    assert low.dtype == torch.float32 and low.shape == ref.shape
+    assert not torch.equal(low, before)               # really a different computation
+    rel = ((low - before).abs() / before.abs()).max().item()
+    assert rel <= LEVEL_REL, f"per-level relative difference {rel:.3g} ({protocol})"
+
+
+def test_bits_per_dim_and_nll_bits_take_a_precision(fx, model):
+    x = images(fx)
+    ref = model.bits_per_dim(x, protocol="eval")
+    low = model.bits_per_dim(x, protocol="eval", precision="bf16")
+    assert (ref["precision"], low["precision"]) == ("fp32", "bf16")
+    rel = ((low["bpd"] - ref["bpd"]).abs() / ref["bpd"]).max().item()
+    assert rel <= BPD_REL, f"bits/dim relative difference {rel:.3g}"
+    assert torch.allclose(low["per_level"].sum(0), low["bpd"], rtol=1e-6)
+    with torch.enable_grad():                          # nll_bits turns autograd off itself for bf16
+        bits = model.nll_bits(x, precision="bf16")
+    assert not bits.requires_grad
+    assert torch.allclose(bits, low["bpd"] * model.dims, rtol=1e-6)
+
+
+def test_bf16_mixture_params_are_float32_and_close(fx, model):
+    codes = model.codes_of(images(fx))
+    with torch.no_grad():
+        ref = model.mixture_params(codes, protocol="eval")
+        low = model.mixture_params(codes, protocol="eval", precision="bf16")
+    for level, params in ref.items():
+        assert low[level].dtype == torch.float32
+        err = (low[level] - params).abs().max().item()
+        assert err <= 0.05 * params.abs().max().item(), (level, err)
+
+
+def test_bf16_is_evaluation_only(fx, model):
+    x = images(fx)
+    with torch.enable_grad(), pytest.raises(PixelfolderError, match="no_grad"):
+        model.level_nll(x, protocol="eval", precision="bf16")
+    with torch.no_grad(), pytest.raises(PixelfolderError, match="precision must be one of"):
+        model.level_nll(x, precision="fp16")
+    model.train()
+    try:
+        with torch.no_grad(), pytest.raises(PixelfolderError, match="eval mode"):
+            model.level_nll(x, precision="bf16")     # training BatchNorm would update its statistics
+    finally:
+        model.eval()
