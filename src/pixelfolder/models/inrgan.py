@@ -220,7 +220,7 @@ class INRGANSynthesis(nn.Module):
         for w_part, feat in parts:
             if feat.shape[0] == 0:
                 continue
-            feat = feat.expand(batch, -1, -1)
+            feat, w_part = feat.to(y.dtype).expand(batch, -1, -1), w_part.to(y.dtype)   # autocast: y may be bf16
             y = torch.baddbmm(y, w_part, feat) if torch.is_grad_enabled() else y.baddbmm_(w_part, feat)
         return y
 
