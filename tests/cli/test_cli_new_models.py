@@ -66,10 +66,14 @@ def test_convert_refuses_a_malicious_pickle_before_running_it(tmp_path, capsys):
     assert not marker.exists() and not (tmp_path / "out.pt").exists()
 
 
-def test_convert_pickle_discriminator_is_refused_clearly(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "convert", str(FIXTURES / "creps_snapshot_tiny.pkl"), str(tmp_path / "d.pt"),
+def test_convert_pickle_discriminator(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "convert", str(FIXTURES / "creps_snapshot_tiny.pkl"), str(tmp_path / "d.pt"),
                            "--which", "D")
-    assert code != 0 and "discriminators are not converted" in err
+    assert code == 0 and "d: stylegan2_d 64px" in out
+    D = pixelfolder.load(tmp_path / "d.pt")
+    assert D.arch == "stylegan2_d" and D.config.conv_clamp == 256 and D.metadata["official_class"] == "Discriminator"
+    with torch.no_grad():
+        assert D(torch.zeros(4, 3, 64, 64)).shape == (4, 1)
 
 
 @pytest.fixture(scope="module")

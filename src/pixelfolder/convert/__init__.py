@@ -49,15 +49,18 @@ def convert_module_arch(sd: dict, arch: str, init_kwargs: dict | None = None):
     return converter.from_official(sd, init_kwargs).eval()
 
 
-def load_network_pickle(path, which: str = "g_ema"):
-    """One network of an NVlabs network pickle, read without executing anything, as our model."""
+def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None):
+    """One network of an NVlabs network pickle, read without executing anything, as our model.
+
+    `snapshot`: the file's dict from nvlabs_pickle.read_network_pickle when already read.
+    """
     from .nvlabs_pickle import detect_pickle_arch, extract_network
-    record = extract_network(path, NVLABS_WHICH.get(which.lower(), which))
+    record = extract_network(path if snapshot is None else snapshot, NVLABS_WHICH.get(which.lower(), which))
     arch = detect_pickle_arch(record)
     if arch == "stylegan2_d":
-        raise ConversionError("StyleGAN2-ADA discriminators are not converted (their conv_clamp has no "
-                              "counterpart in our stylegan2_d); convert G or G_ema")
-    if arch == "stylegan2":
+        from .stylegan2_ada import d_from_record
+        model = d_from_record(record)
+    elif arch == "stylegan2":
         from .stylegan2_ada import from_record
         model = from_record(record)
     else:
@@ -142,7 +145,10 @@ def read_official(path) -> object:
 def convert_all(path, arch: str | None = None, size: int | None = None) -> dict:
     """Every network in an official file: {'g_ema': G, 'g': G, 'd': D} as present."""
     if looks_like_network_pickle(path):
-        return {name: load_network_pickle(path, name) for name in ("g_ema", "g")}
+        from .nvlabs_pickle import PersistentRecord, read_network_pickle
+        snapshot = read_network_pickle(path)
+        return {name: load_network_pickle(path, name, snapshot) for name in ("g_ema", "g", "d")
+                if isinstance(snapshot.get(NVLABS_WHICH[name]), PersistentRecord)}
     parts = split_official(read_official(path))
     out = {}
     for name, sd in parts.items():

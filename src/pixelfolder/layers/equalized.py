@@ -64,16 +64,18 @@ class ConvLayer(nn.Module):
     """EqualConv2d (+ optional FIR-blur and stride-2 downsampling) + optional bias and leaky-ReLU.
 
     Matches the official ConvLayer: with `activate` the bias is applied inside the activation;
-    `bias=False, activate=False` is the plain skip convolution.
+    `bias=False, activate=False` is the plain skip convolution. `clamp` limits the output to +-clamp after
+    bias and activation gain (NVlabs conv_clamp); None = off.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, down: bool = False,
-                 bias: bool = True, activate: bool = True):
+                 bias: bool = True, activate: bool = True, clamp: float | None = None):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
         self.activate = activate
+        self.clamp = clamp
         self.down = down
         if down:
             p = (len(BLUR_TAPS) - 2) + (kernel_size - 1)
@@ -91,11 +93,12 @@ class ConvLayer(nn.Module):
         else:
             x = F.conv2d(x, w, padding=self.padding)
         if self.activate:
-            return bias_lrelu(x, self.bias)
-        if self.bias is not None:
+            x = bias_lrelu(x, self.bias)
+        elif self.bias is not None:
             x = x + self.bias.view(1, -1, 1, 1)
-        return x
+        return x if self.clamp is None else x.clamp(-self.clamp, self.clamp)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
-        return f"{i}, {o}, k={k}, down={self.down}, bias={self.bias is not None}, activate={self.activate}"
+        clamp = f", clamp={self.clamp}" if self.clamp is not None else ""
+        return f"{i}, {o}, k={k}, down={self.down}, bias={self.bias is not None}, activate={self.activate}{clamp}"

@@ -24,13 +24,14 @@ class DiscriminatorConfig:
     coord_input: bool = False      # also read the coordinate grid (5 input channels, official default w/o --img2dis)
     mbstd_group: int = 4           # minibatch-stddev group size, samples
     mbstd_features: int = 1        # minibatch-stddev feature channels
+    conv_clamp: float | None = None  # clamp conv outputs (not the skips) to +-this (NVlabs SG2-ADA: 256); None = off
 
 
 class DownResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, clamp: float | None = None):
         super().__init__()
-        self.conv1 = ConvLayer(cin, cin, 3)
-        self.conv2 = ConvLayer(cin, cout, 3, down=True)
+        self.conv1 = ConvLayer(cin, cin, 3, clamp=clamp)
+        self.conv2 = ConvLayer(cin, cout, 3, down=True, clamp=clamp)
         self.skip = ConvLayer(cin, cout, 1, down=True, bias=False, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,9 +46,10 @@ class Discriminator(nn.Module):
         self.config = config
         log = log2_resolution(config.resolution, 8)
         ch = lambda r: channels_for(config, int(r).bit_length() - 3, r)  # noqa: E731
-        self.from_rgb = ConvLayer(5 if config.coord_input else 3, ch(config.resolution), 1)
-        self.blocks = nn.ModuleList(DownResBlock(ch(2 ** k), ch(2 ** (k - 1))) for k in range(log, 2, -1))
-        self.final_conv = ConvLayer(ch(4) + config.mbstd_features, ch(4), 3)
+        clamp = config.conv_clamp
+        self.from_rgb = ConvLayer(5 if config.coord_input else 3, ch(config.resolution), 1, clamp=clamp)
+        self.blocks = nn.ModuleList(DownResBlock(ch(2 ** k), ch(2 ** (k - 1)), clamp) for k in range(log, 2, -1))
+        self.final_conv = ConvLayer(ch(4) + config.mbstd_features, ch(4), 3, clamp=clamp)
         self.fc = EqualLinear(ch(4) * 16, ch(4), activate=True)
         self.out = EqualLinear(ch(4), 1)
 
