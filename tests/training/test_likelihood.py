@@ -18,7 +18,7 @@ def data(tmp_path_factory):
 
 
 def pp_options(data, run_dir, **kw):
-    return options(data, run_dir, model="pixelpyramids", preset="pixelpyramids-tiny", kimg=0.016, **kw)
+    return options(data, run_dir, **{"model": "pixelpyramids", "preset": "pixelpyramids-tiny", "kimg": 0.016, **kw})
 
 
 def test_two_nll_steps_train_every_level_with_the_official_optimiser(tmp_path, data):
@@ -60,3 +60,15 @@ def test_levels_out_of_range_and_on_a_gan_are_refused(tmp_path, data):
         training_loop(pp_options(data, tmp_path / "a", levels=(99,)))
     with pytest.raises(PixelfolderError, match="likelihood models"):
         options(data, tmp_path / "b", levels=(0,))
+
+
+def test_resume_with_other_levels(tmp_path, data):
+    """Levels trained in separate runs of one run directory: the optimiser holds every level."""
+    first = training_loop(pp_options(data, tmp_path / "run", levels=(0,)))
+    after_first = {k: v.clone() for k, v in first.G.state_dict().items()}
+    second = training_loop(pp_options(data, tmp_path / "run", levels=(1,), resume="auto", kimg=0.032))
+    assert second.step == 4
+    after = second.G.state_dict()
+    level = lambda i: [k for k in after if k.startswith(f"levels.{i}.") and after[k].is_floating_point()]  # noqa: E731
+    assert all(torch.equal(after[k], after_first[k]) for k in level(0))
+    assert any(not torch.equal(after[k], after_first[k]) for k in level(1))

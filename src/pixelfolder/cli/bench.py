@@ -46,7 +46,15 @@ def resolve_spec(spec: str, resolution: int) -> str:
         name = f"{spec}-{resolution}"
         if name in registry.list_models():
             return name
+        presets = [m for m in registry.list_models() if registry.preset(m).arch == spec]
+        raise PixelfolderError(f"{spec} has no preset at {resolution} px; its presets: {', '.join(presets)}")
     raise PixelfolderError(f"unknown model {spec!r} (an architecture, a preset or a checkpoint file)")
+
+
+def registry_kind(spec: str) -> str | None:
+    """The kind of a preset name (None for checkpoint files: known only once loaded)."""
+    from .. import registry
+    return registry.architecture(registry.preset(spec).arch).kind if spec in registry.list_models() else None
 
 
 def measure_likelihood(model, spec: str, args) -> dict:
@@ -146,6 +154,8 @@ def run(args) -> int:
             print(json.dumps(measure(args.single, args)))
         return 0
     specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
+    if args.dtype == "fp16" and args.device == "cpu" and any(registry_kind(s) == "likelihood" for s in specs):
+        raise PixelfolderError("likelihood models are benchmarked in fp32 or bf16, not fp16")
     with num_threads(args.threads):
         peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
     print(f"peak ({args.dtype}, {args.threads} thread(s), best of a matmul and a oneDNN conv): {peak:.0f} GFLOP/s; batch {args.batch}, "

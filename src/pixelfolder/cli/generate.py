@@ -36,10 +36,14 @@ def run(args) -> int:
     device = parse_device(args.device)
     G = open_network(args.network, kind=("generator", "likelihood")).to(device)
     if G.kind == "likelihood":
-        if args.size is not None or args.scale is not None or args.trunc != 1.0:
-            raise PixelfolderError(f"{G.arch} samples at its own size without truncation: drop --size/--scale/--trunc")
+        if (args.size is not None or args.scale is not None or args.trunc != 1.0 or args.trunc_cutoff is not None
+                or args.noise_mode != "const"):
+            raise PixelfolderError(f"{G.arch} samples at its own size, without truncation or noise inputs: drop "
+                                   "--size/--scale/--trunc/--trunc-cutoff/--noise-mode")
         images = G.sample(seeds, batch_size=args.batch, mode=args.sampler, device=device)
     else:
+        if args.sampler != "exact":
+            raise PixelfolderError("--sampler applies to likelihood models (PixelPyramids) only")
         images = G.sample(seeds, batch_size=args.batch, truncation_psi=args.trunc,
                           truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size,
                           scale=args.scale)

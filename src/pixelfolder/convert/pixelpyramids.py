@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 
 from ..errors import ConversionError, PixelfolderError
 from ..models.pixelpyramids import PixelPyramids, PixelPyramidsConfig, official_unet_depths
@@ -117,11 +116,30 @@ def _level_dicts(obj, num_levels: int) -> list[dict]:
     return levels
 
 
+MAX_LEVELS = 21   # L = 21 is a 4096 px image; larger values are typos, refused before anything is built
+
+
 def config_from_params(params: dict | None, **overrides) -> dict:
     """Our config fields from an official params/*.json content (its "params" dict, or the whole json)."""
     if not params:
         raise ConversionError(NO_PARAMS)
+    try:
+        return _config_from_params(params, overrides)
+    except (TypeError, ValueError, IndexError, AttributeError) as e:
+        if isinstance(e, PixelfolderError):
+            raise
+        raise ConversionError(f"the params json is not an official PixelPyramids params file: "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def _config_from_params(params: dict, overrides: dict) -> dict:
+    if not isinstance(params, dict):
+        raise ConversionError(f"the params json must be an object, not a {type(params).__name__}")
     params = params.get("params", params)
+    if not isinstance(params, dict):
+        raise ConversionError("the params json's \"params\" entry must be an object")
+    if not 1 <= int(params.get("L", 0)) <= MAX_LEVELS:
+        raise ConversionError(f"the params json's L must be 1..{MAX_LEVELS}, got {params.get('L')!r}")
     try:
         num_levels, n_bits, name = int(params["L"]), int(params["n_bits"]), str(params.get("dataset_name", ""))
         height, width = _image_size(params, name, num_levels)
@@ -181,15 +199,4 @@ def from_official(checkpoint_obj, params: dict | None = None, *, keep_dead_down_
     return model.eval()
 
 
-def load_official_pixelpyramids(path, params: dict | None = None, **kwargs):
-    """Read an official checkpoint file (weights_only) and convert it; `params` is the params json content."""
-    if not params:
-        raise ConversionError(NO_PARAMS)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200]})") from None
-    return from_official(obj, params, **kwargs)
-
-
-__all__ = ["from_official", "load_official_pixelpyramids", "config_from_params", "NO_PARAMS"]
+__all__ = ["from_official", "config_from_params", "NO_PARAMS"]

@@ -70,6 +70,8 @@ class HeadBlock(nn.Module):
 
 
 class CREPSSynthesis(nn.Module):
+    """ws -> image: the line blocks build the bi-line, the per-pixel head renders it in row bands."""
+
     def __init__(self, config: CREPSConfig):
         super().__init__()
         log = log2_resolution(config.resolution, 8)

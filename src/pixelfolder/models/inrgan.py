@@ -128,6 +128,8 @@ class INRGANBlock(nn.Module):
 
 
 class INRGANSynthesis(nn.Module):
+    """ws -> image: the 32 px coordinate base, then upsampling blocks with FMM layers and summed ToRGB outputs."""
+
     reference = False        # True: run the official-structured path instead of the fast one
     band_rows = None         # force the row-band height of the chunked renderer (tests); None = by band_bytes
     band_bytes = BAND_BYTES
@@ -204,12 +206,12 @@ class INRGANSynthesis(nn.Module):
         if torch.is_grad_enabled() or fourier_size > CACHE_MAX_ELEMENTS or coords.const_embs.is_meta:
             return coords.fourier(n, start, stop).flatten(1), const
         basis = coords.basis().detach()
-        key = (id(coords), n, basis.device)
+        key = id(coords)                 # one grid per block: rendering many sizes does not accumulate
         hit = self._cache.get(key)
-        if hit is None or not torch.equal(hit[0], basis):
-            hit = (basis.clone(), coords.fourier(n).flatten(1))
+        if hit is None or hit[1] != (n, basis.device, basis.dtype) or not torch.equal(hit[0], basis):
+            hit = (basis.clone(), (n, basis.device, basis.dtype), coords.fourier(n).flatten(1))
             self._cache[key] = hit
-        return hit[1][:, start * n:stop * n], const
+        return hit[2][:, start * n:stop * n], const
 
     @staticmethod
     def _add_features(y, weight, cin, feats):

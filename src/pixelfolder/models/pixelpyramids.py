@@ -46,6 +46,8 @@ OFFICIAL_OFFSET = 128           # the official sampler always subtracts 128 from
 
 @dataclass(frozen=True)
 class PixelPyramidsConfig:
+    """The official params/*.json fields plus the values main.py hard-codes; presets fill them per dataset."""
+
     height: int = 256                 # image height, px (square SxS or S x 2S; see pyramid_shapes)
     width: int = 256                  # image width, px
     num_levels: int = 13              # L: L-1 U-Net+ConvLSTM levels plus the 4x4 PixelCNN++ (official "L")

@@ -59,7 +59,8 @@ def build_networks(opts: TrainOptions, device):
 
 
 def trainable_parameters(G, opts) -> list:
-    """All of G's parameters, or (likelihood models with --levels) those of the selected levels only."""
+    """All of G's parameters, or (likelihood models with --levels) those of the selected levels only; the other
+    levels are frozen (requires_grad False)."""
     if not opts.levels:
         return list(G.parameters())
     n = len(G.levels)
@@ -74,12 +75,15 @@ def trainable_parameters(G, opts) -> list:
 
 
 def make_optimizers(G, D, opts):
-    """Adam for G (and D) with the recipe's betas, or StyleGAN2's lazily rescaled (0, 0.99)."""
-    from .options import RECIPES
+    """Adam for G (and D) with the recipe's betas, or StyleGAN2's lazily rescaled (0, 0.99).
+
+    Likelihood models: Adam holds every level (frozen levels get no gradient, so Adam leaves them alone), so a run
+    can resume with other --levels.
+    """
     recipe = RECIPES[opts.model]
     if recipe.betas:
-        opt_G = torch.optim.Adam(trainable_parameters(G, opts), lr=opts.glr, betas=recipe.betas, eps=1e-8)
-        return opt_G, None
+        trainable_parameters(G, opts)
+        return torch.optim.Adam(G.parameters(), lr=opts.glr, betas=recipe.betas, eps=1e-8), None
     g_lr, g_betas = lazy_adam(opts.glr, opts.pl_every)
     d_lr, d_betas = lazy_adam(opts.dlr, opts.r1_every)
     return (torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8),

@@ -91,6 +91,23 @@ class TrainOptions:
                                    # models train, GANs all. Snapshot bpd uses the held-out test split
 
 
+def default_preset(opts: TrainOptions) -> str:
+    """<model>-tiny for the emoji demo at 32 px, else <model>-<resolution or 256>."""
+    if opts.data == "emoji" and opts.resolution in (None, 32):
+        return f"{opts.model}-tiny"
+    return f"{opts.model}-{opts.resolution or 256}"
+
+
+def preset_resolution(preset: str) -> int:
+    """The resolution a preset builds (256 when the name is not a preset: the registry reports that later)."""
+    from .. import registry
+    try:
+        _, config = registry.resolve_config(preset)
+    except PixelfolderError:
+        return 256
+    return int(getattr(config, "resolution", getattr(config, "height", 256)))
+
+
 def resolve(opts: TrainOptions) -> TrainOptions:
     """Fill every None with the model's recipe and check the combination."""
     if opts.model not in RECIPES:
@@ -100,19 +117,14 @@ def resolve(opts: TrainOptions) -> TrainOptions:
     if opts.augment not in AUGMENTS:
         raise PixelfolderError(f"--augment must be one of {AUGMENTS}")
     r = RECIPES[opts.model]
+    preset = opts.preset or default_preset(opts)
     fill = {
-        "batch": r.batch, "gamma": r.gamma_for(opts.resolution or 256), "r1_every": r.r1_every, "pl_weight": r.pl_weight,
-        "pl_every": r.g_reg_every, "mixing": r.mixing, "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr,
-        "mirror": r.mirror,
+        "batch": r.batch, "gamma": r.gamma_for(opts.resolution or preset_resolution(preset)),
+        "r1_every": r.r1_every, "pl_weight": r.pl_weight, "pl_every": r.g_reg_every, "mixing": r.mixing,
+        "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr, "mirror": r.mirror,
+        "split": "train" if opts.model == "pixelpyramids" else "all", "preset": preset,
     }
-    fill["split"] = "train" if opts.model == "pixelpyramids" else "all"
-    changes = {k: v for k, v in fill.items() if getattr(opts, k) is None}
-    if opts.preset is None:
-        if opts.data == "emoji" and opts.resolution in (None, 32):
-            changes["preset"] = f"{opts.model}-tiny"
-        else:
-            changes["preset"] = f"{opts.model}-{opts.resolution or 256}"
-    opts = dataclasses.replace(opts, **changes)
+    opts = dataclasses.replace(opts, **{k: v for k, v in fill.items() if getattr(opts, k) is None})
     if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
         raise PixelfolderError("--batch and --batch-gpu must be >= 1")
     if opts.split not in ("all", "train"):
