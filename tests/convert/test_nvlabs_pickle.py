@@ -4,11 +4,15 @@ import dataclasses
 import io
 import os
 import pickle
+import struct
+import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
+from pixelfolder.convert import load_network_pickle
 from pixelfolder.convert.nvlabs_pickle import (detect_pickle_arch, extract_network, loads_network_pickle,
                                                looks_like_network_pickle, read_network_pickle)
 from pixelfolder.errors import ConversionError
@@ -231,7 +235,7 @@ def test_allowed_callables_reject_hostile_arguments():
     with pytest.raises(ConversionError, match="hooks"):
         loads_network_pickle(program(hooked))
     obj_dtype = call(glob("numpy", "dtype"), value("O"), value(False), value(True))
-    with pytest.raises(ConversionError, match="refusing numpy scalar"):
+    with pytest.raises(ConversionError, match="refusing numpy dtype .O.: only plain number types"):
         loads_network_pickle(program(call(glob("numpy._core.multiarray", "scalar"), obj_dtype, value(b"x" * 8))))
     with pytest.raises(ConversionError, match="not bytes"):
         loads_network_pickle(program(call(glob("torch.storage", "_load_from_bytes"), value("abc"))))
@@ -250,3 +254,132 @@ def test_unknown_generator_class_names_class_and_source():
     with pytest.raises(ConversionError, match=r"unknown network class 'Generator' \(module_src sha256 \w{12}, "
                                               r"defining Generator, FancyBlock\)"):
         detect_pickle_arch(rec)
+
+
+# ------------------------------------------------------------------------ review: crafted pickles that must not hurt
+def put(i: int) -> bytes:
+    return b"r" + i.to_bytes(4, "little")      # LONG_BINPUT: memo[i] = top of stack
+
+
+def get(i: int) -> bytes:
+    return b"j" + i.to_bytes(4, "little")      # LONG_BINGET: push memo[i]
+
+
+def shared_tree(levels: int, leaf: bytes, node: bytes = b"l", memo: int = 100) -> bytes:
+    """x = leaf; x = [x, x] (node b'l') or (x, x) (node b't') `levels` times: 2**levels values via memo references."""
+    body = leaf + put(memo) + b"0"     # POP: only the memo keeps each level
+    for i in range(levels):
+        body += b"(" + get(memo + i) + get(memo + i) + node + put(memo + i + 1) + b"0"
+    return body + get(memo + levels)
+
+
+def dtype(spec: str, state: bytes | None = None) -> bytes:
+    d = call(glob("numpy", "dtype"), value(spec), value(False), value(True))
+    return d if state is None else d + state + b"b"     # BUILD: dtype.__setstate__(state)
+
+
+def scalar(dtype_ops: bytes, raw: bytes) -> bytes:
+    return call(glob("numpy._core.multiarray", "scalar"), dtype_ops, value(raw))
+
+
+def tensor(size: tuple | bytes, stride: tuple, n: int = 4) -> bytes:
+    """_rebuild_tensor_v2 of an n-element float storage; `size` as a tuple or as the opcodes that push it."""
+    storage = call(glob("torch.storage", "_load_from_bytes"), _storage_bytes(n))
+    size = size if isinstance(size, bytes) else value(size)
+    return call(glob("torch._utils", "_rebuild_tensor_v2"), storage, value(0), size, value(stride), value(False), b"}")
+
+
+def module_state(**extra: bytes) -> bytes:
+    return dict_of(**{"_parameters": b"}", "_buffers": b"}", "_modules": b"}", "_init_kwargs": b"}", **extra})
+
+
+def quick_refusal(data: bytes, match: str, *, then=lambda obj: obj):
+    """A one-line ConversionError, in well under a second."""
+    t0 = time.perf_counter()
+    with pytest.raises(ConversionError, match=match) as e:
+        then(loads_network_pickle(program(data)))
+    assert time.perf_counter() - t0 < 1.0   # ~0.2 s at worst (the size limits); unguarded: hours
+    assert "\n" not in str(e.value)
+
+
+def test_numpy_scalars_follow_the_pickled_byte_order():
+    big_endian = value(3) + value(">") + b"NNN" + value(-1) + value(-1) + value(0)
+    assert loads_network_pickle(program(scalar(dtype("f8", b"(" + big_endian + b"t"), struct.pack(">d", 1.5)))) == 1.5
+    got = loads_network_pickle(program(scalar(dtype("i4"), struct.pack("<i", -7))))
+    assert got == -7 and got.dtype == np.dtype("<i4")
+    assert not isinstance(loads_network_pickle(program(dtype("f8"))), np.dtype)   # an inert stand-in, not a dtype
+
+
+def test_numpy_dtype_cannot_become_a_sub_array_by_build():
+    """BUILD could turn a real 'i8' dtype into an (10**10,) sub-array, and frombuffer(8 bytes) into a huge view."""
+    sub_array = b"(" + dtype("i8") + b"(" + value(10 ** 10) + b"tt"
+    state = b"(" + value(3) + value("<") + sub_array + b"NN" + value(-1) + value(-1) + value(0) + b"t"
+    quick_refusal(scalar(dtype("i8", state), b"\x01" * 8), "refusing numpy dtype state")
+    for spec in ("O", "V8", "S8", "U2", "i8,i8", "(2,)i8", "M8[s]", "f8 "):
+        quick_refusal(scalar(dtype(spec), b"\x01" * 8), "refusing numpy dtype")
+    aligned = call(glob("numpy", "dtype"), value("f8"), value(True), value(True))
+    quick_refusal(scalar(aligned, b"\x01" * 8), "refusing numpy dtype")
+
+
+def test_shared_references_do_not_blow_up():
+    """Memo references make a few hundred bytes describe 2**25 to 2**40 values; each is refused in well under 1 s."""
+    quick_refusal(dict_of(G_ema=persistent(module_state(_init_kwargs=dict_of(a=shared_tree(25, b"]"))))),
+                  "_init_kwargs too large", then=extract_network)
+    modules = persistent(module_state(), class_name="Leaf") + put(100) + b"0"
+    for i in range(40):
+        kids = dict_of(a=get(100 + i), b=get(100 + i))
+        modules += persistent(module_state(_modules=kids, x=value(1)), class_name="Node") + put(101 + i) + b"0"
+    quick_refusal(dict_of(G_ema=modules + get(140)), "module tree too large", then=extract_network)
+    quick_refusal(b"}" + shared_tree(40, b")", b"t") + value(1) + b"s", "dict key or set item of more than")
+    quick_refusal(tensor(size=shared_tree(40, b"]"), stride=(1,)), r"bad tensor size \(a list\)")
+
+
+def test_cycles_are_refused():
+    me = persistent(module_state(_modules=b"}" + put(100)), class_name="Loop") + put(101)
+    loop = dict_of(G_ema=me + b"0" + get(100) + value("me") + get(101) + b"s0" + get(101))
+    quick_refusal(loop, "too deep or cyclic", then=extract_network)
+    itself = b"]" + put(100) + get(100) + b"a"
+    quick_refusal(dict_of(G_ema=persistent(module_state(_init_kwargs=dict_of(a=itself)))),
+                  "nested too deeply or cyclic", then=extract_network)
+
+
+@pytest.mark.parametrize("build", [b"N" + dict_of(class_name=b"]"),                  # slot state: unhashable name
+                                   dict_of(module_src_sha256=value("0" * 64))])    # dict state
+def test_persistent_objects_refuse_build(build):
+    quick_refusal(dict_of(G_ema=persistent(module_state()) + b"(" + build + b"tb"), "BUILD on a persistent object")
+
+
+@pytest.mark.parametrize("state,match", [
+    (module_state(_parameters=b"}" + value(("w",)) + tensor((4,), (1,)) + b"s"), "holds a bad name"),
+    (module_state(_parameters=dict_of(w=value([1.0]))), "w is not a tensor"),
+    (module_state(_non_persistent_buffers_set=value([1])), "is not a set of names"),
+    (module_state(_modules=dict_of(m=value("x"))), "module m. is a str"),
+    (module_state(_init_kwargs=dict_of(w=tensor((4,), (1,)))), "a Tensor among plain settings"),
+    (module_state(_init_kwargs=b"}" + value(1) + value(2) + b"s"), "non-string keys"),
+])
+def test_walk_checks_the_types_it_reads(state, match):
+    quick_refusal(dict_of(G_ema=persistent(state)), match, then=extract_network)
+
+
+def test_stride_zero_views_cannot_be_huge():
+    assert torch.equal(loads_network_pickle(program(tensor((8, 4), (0, 1)))), torch.zeros(8, 4))
+    quick_refusal(tensor((1 << 40,), (0,)), "far more elements than its storage")
+    quick_refusal(tensor((1 << 20, 1 << 20), (0, 0)), "far more elements than its storage")
+
+
+def _edited_snapshot(name: str, **kwargs):
+    snap = read_network_pickle(FIXTURES / name)
+    snap["G_ema"].state["_init_kwargs"] = {**snap["G_ema"].state["_init_kwargs"], **kwargs}
+    return snap
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("inrgan_snapshot_tiny.pkl", {"cfg": "nearest"}, "malformed network pickle .*AttributeError"),
+    ("sg2ada_tiny.pkl", {"img_channels": "three"}, "malformed network pickle .*ValueError"),
+    ("sg2ada_tiny.pkl", {"c_dim": [1]}, "malformed network pickle .*TypeError"),
+    ("sg2ada_tiny.pkl", {"c_dim": 10}, r"^conditional generators \(c_dim=10\) are not supported$"),  # passes as is
+])
+def test_odd_init_kwargs_are_one_line_conversion_errors(name, kwargs, match):
+    with pytest.raises(ConversionError, match=match) as e:
+        load_network_pickle(FIXTURES / name, "g_ema", _edited_snapshot(name, **kwargs))
+    assert "\n" not in str(e.value)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import read_record
-from ..errors import ConversionError
+from ..errors import ConversionError, PixelfolderError
 from ..registry import architecture, config_from_dict
 from .archs import ARCHS, detect_arch
 from .nvlabs_pickle import looks_like_network_pickle
@@ -55,16 +55,24 @@ def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None
     `snapshot`: the file's dict from nvlabs_pickle.read_network_pickle when already read.
     """
     from .nvlabs_pickle import detect_pickle_arch, extract_network
-    record = extract_network(path if snapshot is None else snapshot, NVLABS_WHICH.get(which.lower(), which))
-    arch = detect_pickle_arch(record)
-    if arch == "stylegan2_d":
-        from .stylegan2_ada import d_from_record
-        model = d_from_record(record)
-    elif arch == "stylegan2":
-        from .stylegan2_ada import from_record
-        model = from_record(record)
-    else:
-        model = convert_module_arch(record.state_dict, arch, record.init_kwargs)
+    try:
+        record = extract_network(path if snapshot is None else snapshot, NVLABS_WHICH.get(which.lower(), which))
+        arch = detect_pickle_arch(record)
+        if arch == "stylegan2_d":
+            from .stylegan2_ada import d_from_record
+            model = d_from_record(record)
+        elif arch == "stylegan2":
+            from .stylegan2_ada import from_record
+            model = from_record(record)
+        else:
+            model = convert_module_arch(record.state_dict, arch, record.init_kwargs)
+    except PixelfolderError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError, OverflowError) as e:
+        # crafted init_kwargs or tensors reaching the converters; torch reports bad shapes as RuntimeError
+        msg = str(e).strip().splitlines()
+        raise ConversionError(f"malformed network pickle {path}: {type(e).__name__}: {msg[0] if msg else ''}"
+                              ) from None
     model.metadata.update(converted_from=Path(path).name, network=record.which, official_class=record.class_name,
                           module_src_sha256=dict(record.module_src_sha256))
     return model
@@ -72,7 +80,7 @@ def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None
 
 def load_pixelpyramids(path, params):
     """An official PixelPyramids checkpoint with its params json (path or dict)."""
-    from .pixelpyramids import from_official
+    from .pixelpyramids import config_from_params, from_official
     if params is None:
         raise ConversionError("official PixelPyramids checkpoints store no configuration: pass --params "
                               "params/<name>.json (the official params file)")
@@ -81,6 +89,7 @@ def load_pixelpyramids(path, params):
             params = json.loads(Path(params).read_text())
         except (OSError, ValueError) as e:
             raise ConversionError(f"cannot read the params file {params}: {e}") from None
+    config_from_params(params)          # a bad params file is reported before the checkpoint is read
     model = from_official(read_official(path), params)
     model.metadata.update(converted_from=Path(path).name)
     return model.eval()
@@ -170,6 +179,9 @@ def load_official(path, arch: str | None = None, size: int | None = None, which:
         return model.to(memory_format=torch.channels_last) if channels_last else model
     if looks_like_network_pickle(path):
         model = load_network_pickle(path, which)
+        if arch is not None and {"stylegan2_ada": "stylegan2"}.get(arch, arch) != model.arch:
+            raise ConversionError(f"the pickle holds {model.arch} ({model.metadata.get('official_class')}), "
+                                  f"not {arch}")
         if size is not None and model.resolution != size:
             raise ConversionError(f"the pickle holds a {model.resolution} px {model.arch}, not {size} px")
         return model.to(memory_format=torch.channels_last) if channels_last else model

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
+import pickletools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,9 +25,16 @@ from ..errors import ConversionError
 
 NETWORKS = ("G", "D", "G_ema")
 MAX_DEPTH = 64        # module nesting depth accepted when walking the tree (real networks use < 10)
-MAX_MODULES = 100_000  # module visits accepted (shared children are visited once per path, as state_dict does)
+MAX_WALK_ITEMS = 500_000  # modules + state entries walked, shared ones once per path (1024 px networks: < 30,000)
+MAX_TENSORS = 100_000  # state_dict entries accepted per network (real networks have < 2,000)
+MAX_KEY_CHARS = 1024  # length of a dotted state_dict key (real keys have < 100 characters)
+MAX_PLAIN_NODES = 20_000  # values in one network's _init_kwargs (real ones have < 200)
+MAX_PLAIN_DEPTH = 32  # nesting of _init_kwargs (real ones nest < 5 deep)
 MAX_DIMS = 16         # tensor dimensions accepted
+MAX_BROADCAST_NUMEL = 1 << 24  # elements a tensor may have beyond its storage's (stride-0 views), 64 MiB of fp32
 SCALAR_KINDS = "biufc"  # numpy scalar kinds accepted (no objects, strings or structured dtypes)
+MAX_KEY_NODES = 10_000  # values inside one tuple hashed as a dict key or set item (hashing visits every one)
+DTYPE_SPEC = re.compile(r"[<>|=]?[biufc]\d{1,2}")  # numpy.dtype(spec) strings accepted, e.g. 'f8', '<i4', '|b1'
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # start of a legacy torch.save file
 
 # sha256 of module_src -> the official file it is (found in the reference snapshots).
@@ -62,6 +71,9 @@ class PersistentRecord:
         self.module_src_sha256 = module_src_sha256
         self.defines = defines    # class names defined at top level of module_src (found by a regex)
         self.state = state        # the module's __dict__
+
+    def __setstate__(self, state):
+        raise ConversionError("malformed network pickle: BUILD on a persistent object (NVlabs pickles never do this)")
 
     @property
     def source(self) -> str | None:
@@ -101,13 +113,54 @@ class EasyDict(dict):
     """Stand-in for dnnlib.util.EasyDict: a plain dict subclass."""
 
 
+class DTypeSpec:
+    """Inert stand-in for `numpy.dtype(spec)`: only a checked spec string, so BUILD cannot reshape a real dtype."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    def __setstate__(self, state):
+        """numpy's dtype state for a plain number type: (3, byteorder, None, None, None, -1, -1, flags)."""
+        ok = (isinstance(state, tuple) and len(state) == 8 and _is_int(state[0]) and state[0] == 3
+              and isinstance(state[1], str) and state[1] in ("<", ">", "|", "=")
+              and all(v is None for v in state[2:5]) and all(_is_int(v) and v == -1 for v in state[5:7])
+              and _is_int(state[7]))
+        if not ok:
+            raise ConversionError(f"refusing numpy dtype state ({_brief(state)}): only plain number types are accepted")
+        self.spec = state[1] + self.spec.lstrip("<>|=")
+
+    def dtype(self) -> np.dtype:
+        """A fresh numpy dtype built from the checked spec, checked again to be a plain scalar number type."""
+        dt = np.dtype(self.spec)
+        if dt.kind not in SCALAR_KINDS or dt.hasobject or dt.shape != () or dt.names is not None or dt.subdtype:
+            raise ConversionError(f"refusing numpy dtype {self.spec!r}: only plain number types are accepted")
+        return dt
+
+    def __repr__(self) -> str:
+        return f"DTypeSpec({self.spec!r})"
+
+
+class _Budget:
+    """Counts work on crafted data: shared references let a few bytes of pickle describe an exponential tree."""
+
+    def __init__(self, limit: int, what: str):
+        self.left, self.what = limit, what
+
+    def spend(self, n: int = 1) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise ConversionError(f"malformed network pickle: {self.what} too large (shared or cyclic references?)")
+
+
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _int_tuple(x, what: str) -> tuple:
     if not isinstance(x, (tuple, list)) or len(x) > MAX_DIMS or not all(_is_int(v) and v >= 0 for v in x):
-        raise ConversionError(f"malformed network pickle: bad tensor {what} {x!r:.60}")
+        raise ConversionError(f"malformed network pickle: bad tensor {what} ({_brief(x)})")
     return tuple(x)
 
 
@@ -171,8 +224,12 @@ class NetworkUnpickler(pickle.Unpickler):
             raise ConversionError("malformed network pickle: tensor with hooks, metadata or mismatched stride")
         t = torch.empty(0, dtype=storage.dtype)
         end = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
-        if end * t.element_size() > storage._untyped_storage.nbytes():
-            raise ConversionError(f"malformed network pickle: tensor of size {size} overruns its storage")
+        nbytes = storage._untyped_storage.nbytes()
+        if end * t.element_size() > nbytes:
+            raise ConversionError(f"malformed network pickle: tensor of size {_shape(size)} overruns its storage")
+        if math.prod(size) > max(nbytes // t.element_size(), MAX_BROADCAST_NUMEL):
+            raise ConversionError(f"malformed network pickle: tensor of size {_shape(size)} has far more elements "
+                                  "than its storage (stride-0 view)")
         return t.set_(storage._untyped_storage, offset, size, stride)
 
     def _rebuild_parameter(self, data, requires_grad=False, hooks=None):
@@ -181,21 +238,92 @@ class NetworkUnpickler(pickle.Unpickler):
         return data
 
     def _numpy_dtype(self, spec, align=False, copy=False):
-        if not isinstance(spec, str) or not isinstance(align, bool) or not isinstance(copy, bool):
-            raise ConversionError("malformed network pickle: numpy dtype from a non-string")
-        return np.dtype(spec, align, copy)
+        if type(align) is not bool or type(copy) is not bool:
+            raise ConversionError("malformed network pickle: numpy dtype with non-bool align/copy")
+        if not isinstance(spec, str) or align or not DTYPE_SPEC.fullmatch(spec):
+            raise ConversionError(f"refusing numpy dtype {_brief(spec)}: only plain number types are accepted")
+        return DTypeSpec(spec)
 
     def _numpy_scalar(self, dtype, b=None):
-        if not isinstance(dtype, np.dtype) or dtype.kind not in SCALAR_KINDS or dtype.hasobject:
-            raise ConversionError(f"refusing numpy scalar of dtype {dtype!r:.40}: only numbers are accepted")
-        if not isinstance(b, bytes) or len(b) != dtype.itemsize:
+        if type(dtype) is not DTypeSpec:
+            raise ConversionError(f"refusing numpy scalar of dtype {_brief(dtype)}: only numbers are accepted")
+        dt = dtype.dtype()
+        if type(b) is not bytes or len(b) != dt.itemsize:
             raise ConversionError("malformed network pickle: numpy scalar bytes do not fit its dtype")
-        return np.frombuffer(b, dtype)[0]
+        return np.frombuffer(b, dt)[0]
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _shape(size: tuple) -> str:
+    return str(size) if all(n < 1 << 63 for n in size) else f"({len(size)} dims, some huge)"
+
+
+def _brief(x) -> str:
+    """A short description of untrusted data for messages (repr of a shared structure can take forever)."""
+    if isinstance(x, str):
+        return repr(x[:40])
+    if isinstance(x, (bool, float, type(None))) or (isinstance(x, int) and x.bit_length() < 64):
+        return repr(x)
+    return f"a {type(x).__name__}"
+
+
+_TUPLE_N = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+
+
+def _check_hash_costs(data: bytes) -> None:
+    """Refuse dict keys and set items that are tuples of many (shared) values before the real unpickler hashes them.
+
+    `x = (x, x)` repeated 40 times is a few hundred bytes of pickle whose hash visits 2**40 values. This replays the
+    pickle machine's stack with each value's node count instead of the value (tuples sum their items, all else 1).
+    """
+    stack, marks, memo, cap = [], [], {}, MAX_KEY_NODES + 1
+
+    def pop_to_mark() -> list:
+        start = marks.pop()
+        items = stack[start:]
+        del stack[start:]
+        return items
+
+    def check(nodes) -> None:
+        if any(n > MAX_KEY_NODES for n in nodes):
+            raise ConversionError(f"malformed network pickle: dict key or set item of more than {MAX_KEY_NODES} "
+                                  "values (shared references?)")
+
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name == "MARK":
+                marks.append(len(stack))
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo[arg])
+            elif name == "DUP":
+                stack.append(stack[-1])
+            elif name == "TUPLE" or name in _TUPLE_N:
+                items = pop_to_mark() if name == "TUPLE" else [stack.pop() for _ in range(_TUPLE_N[name])]
+                stack.append(min(1 + sum(items), cap))
+            else:
+                if name == "SETITEM":
+                    check(stack[-2:-1])
+                below = len(op.stack_before)
+                if pickletools.markobject in op.stack_before:
+                    items = pop_to_mark()
+                    check(items[0::2] if name in ("SETITEMS", "DICT") else
+                          items if name in ("ADDITEMS", "FROZENSET") else ())
+                    below = op.stack_before.index(pickletools.markobject)
+                if below > len(stack):
+                    raise IndexError("stack underflow")
+                del stack[len(stack) - below:]
+                stack.extend([1] * len(op.stack_after))
+    except (ValueError, IndexError, KeyError) as e:
+        if isinstance(e, ConversionError):
+            raise
+        raise ConversionError(f"truncated or corrupt network pickle ({_first_line(e)})") from None
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -208,6 +336,7 @@ def looks_like_network_pickle(path) -> bool:
 
 def loads_network_pickle(data: bytes) -> object:
     """Unpickle bytes with `NetworkUnpickler`; every failure is a one-line ConversionError."""
+    _check_hash_costs(data)
     try:
         return NetworkUnpickler(io.BytesIO(data)).load()
     except ConversionError:
@@ -247,7 +376,9 @@ class NetworkRecord:
 
 
 def _module_state(obj, prefix: str) -> dict:
-    state = obj.state if isinstance(obj, (PersistentRecord, _Stub)) else None
+    if not isinstance(obj, (PersistentRecord, _Stub)):
+        raise ConversionError(f"malformed network pickle: module {prefix or '<root>'} is a {type(obj).__name__}")
+    state = obj.state
     if isinstance(state, tuple) and len(state) == 2:   # (dict state, slot state)
         state = state[0]
     if not isinstance(state, dict):
@@ -255,57 +386,89 @@ def _module_state(obj, prefix: str) -> dict:
     return state
 
 
-def _entries(state: dict, key: str, prefix: str) -> dict:
+def _entries(state: dict, key: str, prefix: str, budget: _Budget) -> dict:
     value = state.get(key, {})
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+    if not isinstance(value, dict):
         raise ConversionError(f"malformed network pickle: {prefix}{key} is not a dict of names")
+    budget.spend(len(value))
+    for name in value:
+        if not isinstance(name, str) or len(prefix) + len(name) > MAX_KEY_CHARS:
+            raise ConversionError(f"malformed network pickle: {prefix}{key} holds a bad name {_brief(name)}")
     return value
 
 
 SCALARS = (bool, int, float, str, type(None), np.generic)
 
 
-def _walk(obj, prefix: str, out: OrderedDict, shas: dict, stubs: list, depth: int = 0, visits: list = None,
-          attrs: dict | None = None) -> None:
+@dataclass
+class _Walk:
+    """What one walk collects, and its limits."""
+    out: OrderedDict = field(default_factory=OrderedDict)
+    shas: dict = field(default_factory=dict)
+    stubs: list = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+    budget: _Budget = field(default_factory=lambda: _Budget(MAX_WALK_ITEMS, "module tree"))
+    path: set = field(default_factory=set)   # id() of the modules being walked (cycle guard)
+
+
+def _walk(obj, prefix: str, w: _Walk, depth: int = 0) -> None:
     """Emit parameters, then persistent buffers, then recurse into children (as nn.Module.state_dict)."""
-    visits = visits if visits is not None else [0]
-    visits[0] += 1
-    if depth > MAX_DEPTH or visits[0] > MAX_MODULES:
-        raise ConversionError("malformed network pickle: module tree too deep or too large (cyclic?)")
+    if depth > MAX_DEPTH or id(obj) in w.path:
+        raise ConversionError("malformed network pickle: module tree too deep or cyclic")
     state = _module_state(obj, prefix)
+    w.budget.spend(1 + len(state))
     if isinstance(obj, PersistentRecord):
-        shas.setdefault(obj.class_name, obj.module_src_sha256)
-    elif obj.qualname not in stubs:
-        stubs.append(obj.qualname)
-    if attrs is not None:
-        attrs[prefix[:-1]] = {k: plain(v) for k, v in state.items()
-                              if isinstance(k, str) and not k.startswith("_") and isinstance(v, SCALARS)}
+        w.shas.setdefault(obj.class_name, obj.module_src_sha256)
+    elif obj.qualname not in w.stubs:
+        w.stubs.append(obj.qualname)
+    w.attrs[prefix[:-1]] = {k: v.item() if isinstance(v, np.generic) else v for k, v in state.items()
+                            if isinstance(k, str) and not k.startswith("_") and isinstance(v, SCALARS)}
     skip = state.get("_non_persistent_buffers_set", set())
-    if not isinstance(skip, (set, frozenset)):
-        raise ConversionError(f"malformed network pickle: {prefix}_non_persistent_buffers_set is not a set")
+    if not isinstance(skip, (set, frozenset)) or not all(isinstance(n, str) for n in skip):
+        raise ConversionError(f"malformed network pickle: {prefix}_non_persistent_buffers_set is not a set of names")
+    w.budget.spend(len(skip))
     for key in ("_parameters", "_buffers"):
-        for name, t in _entries(state, key, prefix).items():
+        for name, t in _entries(state, key, prefix, w.budget).items():
             if t is None or (key == "_buffers" and name in skip):
                 continue
             if type(t) is not torch.Tensor:
                 raise ConversionError(f"malformed network pickle: {prefix}{name} is not a tensor")
-            out[prefix + name] = t.detach()
-    for name, child in _entries(state, "_modules", prefix).items():
+            if len(w.out) >= MAX_TENSORS:
+                raise ConversionError(f"malformed network pickle: more than {MAX_TENSORS} tensors in one network")
+            w.out[prefix + name] = t.detach()
+    w.path.add(id(obj))
+    for name, child in _entries(state, "_modules", prefix, w.budget).items():
         if child is not None:
-            _walk(child, f"{prefix}{name}.", out, shas, stubs, depth + 1, visits, attrs)
+            _walk(child, f"{prefix}{name}.", w, depth + 1)
+    w.path.discard(id(obj))
 
 
-def plain(value):
-    """EasyDicts/OrderedDicts -> dict, tuples/lists kept, numpy scalars -> Python numbers (recursively)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in dict.items(value)}
-    if isinstance(value, tuple):
-        return tuple(plain(v) for v in value)
-    if isinstance(value, list):
-        return [plain(v) for v in value]
+def plain(value, budget: _Budget | None = None, depth: int = 0, active: set | None = None):
+    """EasyDicts/OrderedDicts -> dict, tuples/lists kept, numpy scalars -> Python numbers (recursively).
+
+    Only str-keyed dicts, lists, tuples and SCALARS are accepted (no tensors or stubs), within size limits.
+    """
+    budget = budget if budget is not None else _Budget(MAX_PLAIN_NODES, "_init_kwargs")
+    budget.spend()
     if isinstance(value, np.generic):
         return value.item()
-    return value
+    if isinstance(value, SCALARS):
+        return value
+    if not isinstance(value, (dict, tuple, list)):
+        raise ConversionError(f"malformed network pickle: a {type(value).__name__} among plain settings")
+    active = active if active is not None else set()
+    if depth >= MAX_PLAIN_DEPTH or id(value) in active:
+        raise ConversionError("malformed network pickle: settings nested too deeply or cyclic")
+    active.add(id(value))
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ConversionError("malformed network pickle: settings dict with non-string keys")
+        out = {k: plain(v, budget, depth + 1, active) for k, v in dict.items(value)}
+    else:
+        items = [plain(v, budget, depth + 1, active) for v in value]
+        out = tuple(items) if isinstance(value, tuple) else items
+    active.discard(id(value))
+    return out
 
 
 def extract_network(path_or_obj, which: str = "G_ema") -> NetworkRecord:
@@ -316,18 +479,15 @@ def extract_network(path_or_obj, which: str = "G_ema") -> NetworkRecord:
     net = snapshot.get(which)
     if not isinstance(net, PersistentRecord):
         has = [k for k, v in snapshot.items() if isinstance(v, PersistentRecord)]
-        has = ", ".join(map(str, has)) or "none"
+        has = ", ".join(k if isinstance(k, str) else _brief(k) for k in has) or "none"
         raise ConversionError(f"the network pickle has no {which!r} network; it has: {has}")
-    out, shas, stubs, attrs = OrderedDict(), {}, [], {}
-    _walk(net, "", out, shas, stubs, attrs=attrs)
+    w = _Walk()
+    _walk(net, "", w)
     kwargs = net.state.get("_init_kwargs", {})
     if not isinstance(kwargs, dict):
         raise ConversionError(f"malformed network pickle: {which} _init_kwargs is not a dict")
-    try:
-        kwargs = plain(kwargs)
-    except RecursionError:
-        raise ConversionError(f"malformed network pickle: {which} _init_kwargs nested too deeply") from None
-    return NetworkRecord(which, net.class_name, shas, kwargs, out, net.source, stubs, net.defines, attrs)
+    kwargs = plain(kwargs)
+    return NetworkRecord(which, net.class_name, w.shas, kwargs, w.out, net.source, w.stubs, net.defines, w.attrs)
 
 
 # ------------------------------------------------------------------------------------------------ detection
@@ -339,7 +499,7 @@ def _inrgan_variant(record: NetworkRecord) -> str:
         return "inrgan"
     if (mode, inorm) == ("bilinear", True):
         return "inrgan_bil"
-    raise ConversionError(f"INR-GAN variant with upsampling_mode={mode!r}, fmm.instance_norm={inorm} "
+    raise ConversionError(f"INR-GAN variant with upsampling_mode={_brief(mode)}, fmm.instance_norm={inorm} "
                           "is neither inrgan (nearest, no norm) nor inrgan_bil (bilinear + instance norm)")
 
 
@@ -358,7 +518,7 @@ def detect_pickle_arch(record: NetworkRecord) -> str:
     sha = record.module_src_sha256.get(record.class_name, "?")
     where = record.source or (f"module_src sha256 {sha[:12]}, "
                               f"defining {', '.join(record.defines[:8]) or 'no classes'}")
-    raise ConversionError(f"{record.which} is an unknown network class {record.class_name!r} ({where}); "
+    raise ConversionError(f"{record.which} is an unknown network class {_brief(record.class_name)} ({where}); "
                           "known: INR-GAN, CREPS, StyleGAN2-ADA/StyleGAN3-repo networks_stylegan2")
 
 
