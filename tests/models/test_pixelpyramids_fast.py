@@ -2,14 +2,15 @@
 
 The plain path runs whenever autograd is on, so the same model and inputs give both; they may differ only by
 float reordering (<= 1e-4 * max|params| on the mixture parameters, per-level NLL within the fixture tolerance
-0.001 + 2e-5 * |nll| nats). The weight cache must follow training steps, BatchNorm statistic updates and
-load_state_dict.
+0.001 + 2e-5 * |nll| nats). The weight cache must follow training steps, BatchNorm statistic updates,
+load_state_dict and edits through .data (the last two kinds bump no version counter): after any of them the
+inference path must equal a freshly built model holding the same state.
 """
 import pytest
 import torch
 
 import pixelfolder
-from pixelfolder.layers.unet_lstm import BatchNorm, WeightCache, release_inference_weights
+from pixelfolder.layers.unet_lstm import BatchNorm, DoubleConv, WeightCache, release_inference_weights
 from pixelfolder.models.pixelpyramids import PixelPyramids  # noqa: F401  (registers)
 
 
@@ -87,7 +88,44 @@ def test_cache_follows_load_state_dict_and_release():
         expected = other.level_nll(x)
     assert torch.equal(loaded, expected)
     release_inference_weights(model)
-    assert all(m._cache.key is None for m in model.modules() if isinstance(getattr(m, "_cache", None), WeightCache))
+    assert all(not m._cache.entries for m in model.modules() if isinstance(getattr(m, "_cache", None), WeightCache))
     with torch.no_grad():
         assert torch.equal(model.level_nll(x), expected)
 
+
+
+def fresh_copy(model):
+    """A newly built tiny model holding model's current state (empty weight caches), in eval mode."""
+    other = pixelfolder.create("pixelpyramids-tiny")
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+def eval_bits(model, x):
+    with torch.no_grad():                    # the inference path, cached weights
+        return model.nll_bits(x)
+
+
+def test_cache_sees_running_statistics_of_a_training_forward():
+    model, x = tiny(4), images(4)
+    before = eval_bits(model, x)             # fills the caches
+    model.train()
+    with torch.no_grad():                    # running statistics move in place, no version bump
+        model(images(5))
+    assert all(not m._cache.entries for m in model.modules() if isinstance(m, DoubleConv))   # dropped explicitly
+    model.eval()
+    after = eval_bits(model, x)
+    assert torch.equal(after, eval_bits(fresh_copy(model), x))
+    assert (after - before).abs().max() > 0.01
+
+
+@pytest.mark.parametrize("name, factor", [("levels.0.unet.inc.conv1.weight", 1.5),
+                                          ("levels.0.unet.ups.3.merge.bn2.running_var", 0.01),
+                                          ("levels.2.lstm.cells.0.weight_hh", 1.5)])
+def test_cache_sees_edits_through_data(name, factor):
+    model, x = tiny(5), images(6)
+    before = eval_bits(model, x)
+    dict(model.named_parameters(), **dict(model.named_buffers()))[name].data.mul_(factor)   # no version bump
+    after = eval_bits(model, x)
+    assert torch.equal(after, eval_bits(fresh_copy(model), x))
+    assert (after - before).abs().max() > 1e-3
