@@ -10,32 +10,12 @@ numbers.
 import pytest
 import torch
 
-from pixelfolder.convert.pixelpyramids import from_official
 from pixelfolder.errors import PixelfolderError
-from tests.conftest import load_fixture
+from tests.convert.test_pixelpyramids_fixtures import (PROTOCOLS, assert_nll_close, fx, images,  # noqa: F401
+                                                       model)  # noqa: F401  (shared pytest fixtures)
 
-PROTOCOLS = {"official": "bn_train_batch_stats", "eval": "bn_eval_running_stats"}
 LEVEL_REL = 1e-3        # per-level NLL, |bf16 - fp32| / |fp32|
 BPD_REL = 2.5e-4        # bits/dim per image, |bf16 - fp32| / fp32
-
-
-@pytest.fixture(scope="module")
-def fx():
-    return load_fixture("pixelpyramids_tiny.pt")
-
-
-@pytest.fixture(scope="module")
-def model(fx):
-    return from_official(fx["state_dict"], fx["config"])
-
-
-def images(fx):
-    return fx["inputs"]["images_uint8_hwc"].permute(0, 3, 1, 2).contiguous()
-
-
-def assert_official_close(ours, ref, what):
-    diff = (ours - ref).abs()
-    assert bool((diff <= 0.001 + 2e-5 * ref.abs()).all()), f"{what}: max diff {diff.max().item():.3g} nats"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -46,7 +26,7 @@ def test_bf16_is_close_to_fp32_and_fp32_is_unchanged(fx, model, protocol):
         low = model.level_nll(x, protocol=protocol, precision="bf16")
         after = model.level_nll(x, protocol=protocol, precision="fp32")
     assert torch.equal(before, after)                 # the bf16 weight copies live beside the fp32 ones
-    assert_official_close(after, ref, f"fp32 ({protocol})")
+    assert_nll_close(after, ref, f"fp32 ({protocol})")
     assert low.dtype == torch.float32 and low.shape == ref.shape
     assert not torch.equal(low, before)               # really a different computation
     rel = ((low - before).abs() / before.abs()).max().item()
