@@ -28,25 +28,29 @@ NVLABS_WHICH = {"g_ema": "G_ema", "g": "G", "d": "D"}
 
 
 def _module_converters() -> dict:
-    """Converters that take (state_dict, official init kwargs) and build the model themselves."""
+    """arch -> converter(state_dict, official init kwargs, recorded attributes) for NVlabs-layout networks."""
     from . import creps, inrgan, stylegan2_ada
-    return {"inrgan": inrgan, "inrgan_bil": inrgan, "creps": creps, "stylegan2_ada": stylegan2_ada}
+    return {
+        "inrgan": lambda sd, kwargs, _: inrgan.from_official(sd, kwargs, arch="inrgan"),
+        "inrgan_bil": lambda sd, kwargs, _: inrgan.from_official(sd, kwargs, arch="inrgan_bil"),
+        "creps": lambda sd, kwargs, _: creps.from_official(sd, kwargs),
+        "stylegan2_ada": stylegan2_ada.from_official,       # networks_stylegan2 Generator -> our stylegan2
+        "stylegan2_d": stylegan2_ada.d_from_official,       # networks_stylegan2 resnet Discriminator
+    }
 
 
 def detect_module_arch(sd: dict) -> str | None:
-    """'inrgan', 'creps' or 'stylegan2_ada' for NVlabs-layout state_dicts, else None."""
-    for name in ("inrgan", "creps", "stylegan2_ada"):
-        if _module_converters()[name].detect(sd):
+    """'inrgan', 'creps' or 'stylegan2_ada' for NVlabs-layout generator state_dicts, else None."""
+    from . import creps, inrgan, stylegan2_ada
+    for name, module in (("inrgan", inrgan), ("creps", creps), ("stylegan2_ada", stylegan2_ada)):
+        if module.detect(sd):
             return name
     return None
 
 
-def convert_module_arch(sd: dict, arch: str, init_kwargs: dict | None = None):
-    """An NVlabs-layout state_dict (INR-GAN, CREPS, StyleGAN2-ADA) through its converter module."""
-    converter = _module_converters()[arch]
-    if arch in ("inrgan", "inrgan_bil"):
-        return converter.from_official(sd, init_kwargs, arch=arch).eval()
-    return converter.from_official(sd, init_kwargs).eval()
+def convert_module_arch(sd: dict, arch: str, init_kwargs: dict | None = None, attributes: dict | None = None):
+    """An NVlabs-layout state_dict (INR-GAN, CREPS, StyleGAN2-ADA G or D) through its converter."""
+    return _module_converters()[arch](sd, init_kwargs, attributes).eval()
 
 
 def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None):
@@ -58,14 +62,8 @@ def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None
     try:
         record = extract_network(path if snapshot is None else snapshot, NVLABS_WHICH.get(which.lower(), which))
         arch = detect_pickle_arch(record)
-        if arch == "stylegan2_d":
-            from .stylegan2_ada import d_from_record
-            model = d_from_record(record)
-        elif arch == "stylegan2":
-            from .stylegan2_ada import from_record
-            model = from_record(record)
-        else:
-            model = convert_module_arch(record.state_dict, arch, record.init_kwargs)
+        arch = "stylegan2_ada" if arch == "stylegan2" else arch    # the NVlabs layout of our stylegan2
+        model = convert_module_arch(record.state_dict, arch, record.init_kwargs, record.attributes)
     except PixelfolderError:
         raise
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError, OverflowError) as e:
@@ -80,10 +78,9 @@ def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None
 
 def load_pixelpyramids(path, params):
     """An official PixelPyramids checkpoint with its params json (path or dict)."""
-    from .pixelpyramids import config_from_params, from_official
+    from .pixelpyramids import NO_PARAMS, config_from_params, from_official
     if params is None:
-        raise ConversionError("official PixelPyramids checkpoints store no configuration: pass --params "
-                              "params/<name>.json (the official params file)")
+        raise ConversionError(NO_PARAMS)
     if not isinstance(params, dict):
         try:
             params = json.loads(Path(params).read_text())
