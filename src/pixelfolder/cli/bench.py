@@ -51,23 +51,15 @@ def resolve_spec(spec: str, resolution: int) -> str:
     raise PixelfolderError(f"unknown model {spec!r} (an architecture, a preset or a checkpoint file)")
 
 
-def registry_kind(spec: str) -> str | None:
-    """The kind of a preset name (None for checkpoint files: known only once loaded)."""
-    from .. import registry
-    return registry.architecture(registry.preset(spec).arch).kind if spec in registry.list_models() else None
-
-
 def measure_likelihood(model, spec: str, args) -> dict:
     """Likelihood evaluation (img/s, eval-mode BatchNorm) and exact sampling (s/img) of a likelihood model."""
     from ..metrics.cost import count_parameters, median, peak_rss_mb, time_call
+    if args.dtype not in ("fp32", "bf16"):
+        raise PixelfolderError(f"likelihood models evaluate in fp32 or bf16, not {args.dtype}")
     device = torch.device(args.device)
-    size = model.resolution
     x = torch.randint(0, 256, (args.batch, 3, model.config.height, model.config.width), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(0)).to(device)
     net = model if args.no_channels_last else model.to(memory_format=torch.channels_last)
-
-    if args.dtype not in ("fp32", "bf16"):
-        raise PixelfolderError(f"likelihood models evaluate in fp32 or bf16, not {args.dtype}")
 
     def evaluate(precision=args.dtype):
         with torch.no_grad():
@@ -76,11 +68,13 @@ def measure_likelihood(model, spec: str, args) -> dict:
     sample_times = time_call(lambda: net.sample([0], batch_size=1, device=device), repeats=max(1, args.repeats // 2),
                              warmup=0)
     sec = median(times)
-    return {"model": spec, "arch": model.arch, "kind": model.kind, "resolution": size, "batch": args.batch,
-            "dtype": args.dtype, "threads": args.threads, "params": count_parameters(model),
+    bits = evaluate()
+    bits_fp32 = bits if args.dtype == "fp32" else evaluate("fp32")
+    return {"model": spec, "arch": model.arch, "kind": model.kind, "resolution": model.resolution,
+            "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "params": count_parameters(model),
             "ms_per_img": sec / args.batch * 1e3, "img_per_s": args.batch / sec, "times_s": times,
-            "bpd_random_images": float(evaluate().sum() / x[0].numel() / args.batch),
-            "bpd_rel_diff_vs_fp32": float((evaluate() - evaluate("fp32")).abs().max() / evaluate("fp32").abs().max()),
+            "bpd_random_images": float(bits.sum() / x[0].numel() / args.batch),
+            "bpd_rel_diff_vs_fp32": float((bits - bits_fp32).abs().max() / bits_fp32.abs().max()),
             "sample_s_per_img": median(sample_times), "sample_times_s": sample_times, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -145,6 +139,7 @@ def run_single_subprocess(spec: str, args) -> dict:
 
 
 def run(args) -> int:
+    from .. import registry
     from ..metrics.cost import matmul_peak_gflops, num_threads
     if args.batch < 1 or args.threads < 1 or args.repeats < 1:
         raise PixelfolderError("--batch, --threads and --repeats must be >= 1")
@@ -154,7 +149,7 @@ def run(args) -> int:
             print(json.dumps(measure(args.single, args)))
         return 0
     specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
-    if args.dtype == "fp16" and args.device == "cpu" and any(registry_kind(s) == "likelihood" for s in specs):
+    if args.dtype == "fp16" and set(specs) & set(registry.list_models("likelihood")):
         raise PixelfolderError("likelihood models are benchmarked in fp32 or bf16, not fp16")
     with num_threads(args.threads):
         peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])

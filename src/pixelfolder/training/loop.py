@@ -58,20 +58,15 @@ def build_networks(opts: TrainOptions, device):
     return G.to(device).train(), D, G_ema.to(device).requires_grad_(False), state
 
 
-def trainable_parameters(G, opts) -> list:
-    """All of G's parameters, or (likelihood models with --levels) those of the selected levels only; the other
-    levels are frozen (requires_grad False)."""
-    if not opts.levels:
-        return list(G.parameters())
+def freeze_unselected_levels(G, levels) -> None:
+    """Likelihood models with --levels: only the selected levels train; the others get requires_grad False."""
     n = len(G.levels)
-    bad = [i for i in opts.levels if not -n <= i < n]
+    bad = [i for i in levels if not -n <= i < n]
     if bad:
         raise PixelfolderError(f"--levels {bad} out of range: {G.arch} has levels 0..{n - 1} (0 = finest)")
     G.requires_grad_(False)
-    chosen = [G.levels[i] for i in opts.levels]
-    for level in chosen:
-        level.requires_grad_(True)
-    return [p for level in chosen for p in level.parameters()]
+    for i in levels:
+        G.levels[i].requires_grad_(True)
 
 
 def make_optimizers(G, D, opts):
@@ -82,7 +77,6 @@ def make_optimizers(G, D, opts):
     """
     recipe = RECIPES[opts.model]
     if recipe.betas:
-        trainable_parameters(G, opts)
         return torch.optim.Adam(G.parameters(), lr=opts.glr, betas=recipe.betas, eps=1e-8), None
     g_lr, g_betas = lazy_adam(opts.glr, opts.pl_every)
     d_lr, d_betas = lazy_adam(opts.dlr, opts.r1_every)
@@ -217,6 +211,8 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
         run.log(f"already trained to kimg {step * opts.batch / 1000:.1f} >= --kimg {opts.kimg:g}: nothing to do")
         run.flush()
         return TrainingResult(run.path, step, G, D, G_ema)
+    if opts.levels:
+        freeze_unselected_levels(G, opts.levels)
     opt_G, opt_D = make_optimizers(G, D, opts)
     pl_mean = torch.zeros((), device=device)
     if state:
