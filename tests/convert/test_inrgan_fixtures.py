@@ -4,6 +4,8 @@ The fixtures are trimmed copies of ../shared/fixtures/official/inrgan{,_bil}_{64
 universome/inr-gan@5c498e6, random weights); tolerance 1e-5 * max_abs as the fixture README recommends.
 Both of our code paths (fast and official-structured reference) are checked.
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -26,6 +28,16 @@ def assert_close(ours, ref, scale, what, rel=REL_TOL):
 def stored_view(fx, x):
     idx = fx["pixel_select"].get(x.shape[-1])
     return x if idx is None else x.index_select(2, idx).index_select(3, idx)
+
+
+@contextlib.contextmanager
+def code_path(G, path: str):
+    """Run G on its fast path or on the official-structured reference path, then back to fast."""
+    G.synthesis.reference = path == "reference"
+    try:
+        yield G
+    finally:
+        G.synthesis.reference = False
 
 
 @pytest.fixture(scope="module", params=FILES)
@@ -56,31 +68,23 @@ def test_w_avg_kept_and_mapping(converted):
 def test_every_case(converted, path):
     fx, G = converted
     ins = fx["inputs"]
-    G.synthesis.reference = path == "reference"
-    try:
+    with code_path(G, path), torch.no_grad():
         for name, case in fx["cases"].items():
-            with torch.no_grad():
-                if case["call"] == "G":
-                    img = G(ins["z"], truncation_psi=case["kwargs"]["truncation_psi"])
-                else:
-                    img = G.synthesis(ins["wplus"])
+            if case["call"] == "G":
+                img = G(ins["z"], truncation_psi=case["kwargs"]["truncation_psi"])
+            else:
+                img = G.synthesis(ins["wplus"])
             assert list(img.shape) == list(case["image_shape"]), name
             assert_close(stored_view(fx, img), case["image"], case["max_abs"], f"{name} ({path})")
-    finally:
-        G.synthesis.reference = False
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_intermediates(converted, path):
     fx, G = converted
     inter = fx["intermediates"]
-    G.synthesis.reference = path == "reference"
-    try:
-        with torch.no_grad():
-            _, stages = G(fx["inputs"]["z"][:1], return_stages=True)
-            feats = G.synthesis.blocks[0].coords(G.synthesis.input_resolution)
-    finally:
-        G.synthesis.reference = False
+    with code_path(G, path), torch.no_grad():
+        _, stages = G(fx["inputs"]["z"][:1], return_stages=True)
+        feats = G.synthesis.blocks[0].coords(G.synthesis.input_resolution)
     ref = inter["b4_input_s0"]
     assert_close(feats.unsqueeze(0), ref, ref.abs().max().item(), "b4 input")
     blocks = G.synthesis.blocks

@@ -6,6 +6,7 @@ import pixelfolder
 from pixelfolder.errors import PixelfolderError
 from pixelfolder.models import count_parameters
 from pixelfolder.models.inrgan import INRGANConfig
+from tests.convert.test_inrgan_fixtures import code_path
 
 REL_TOL = 1e-5
 TINY = ["inrgan-tiny", "inrgan_bil-tiny"]
@@ -59,11 +60,8 @@ def test_save_load_roundtrip(G, tmp_path):
                                       ({"size": 7}, 7), ({"scale": 2}, 64)])
 @torch.no_grad()
 def test_any_size_fast_equals_reference(G, kw, side):
-    G.synthesis.reference = True
-    try:
+    with code_path(G, "reference"):
         ref = G(zs(2), **kw)
-    finally:
-        G.synthesis.reference = False
     img = G(zs(2), **kw)
     assert img.shape == (2, 3, side, side)
     assert_close(img, ref, f"{kw}")
