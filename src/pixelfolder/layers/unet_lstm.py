@@ -346,10 +346,13 @@ class SlotLSTM(nn.Module):
         w_out, b_out = self._weights(check=False)[2]       # checked by _forward_inference
         return F.conv2d(x.float(), w_out, b_out, padding=1)
 
-    def step(self, inp: torch.Tensor, states: list | None):
-        """One slot (B, ch, h, w) -> (mixture params (B, out, h, w), new per-layer states)."""
+    def step(self, inp: torch.Tensor, states: list | None, *, check: bool = True):
+        """One slot (B, ch, h, w) -> (mixture params (B, out, h, w), new per-layer states).
+
+        check=False skips the cache's value check: for the later steps of one sampling pass, whose first step checked.
+        """
         if inference_path():
-            return self._step_inference(inp, states)
+            return self._step_inference(inp, states, check)
         x = self.embed(inp)
         states = states or [None] * len(self.cells)
         new = []
@@ -359,8 +362,8 @@ class SlotLSTM(nn.Module):
             x = state[0]
         return self.out(x), new
 
-    def _step_inference(self, inp: torch.Tensor, states: list | None):
-        (w_embed, b_embed), cells, (w_out, b_out) = self._weights()
+    def _step_inference(self, inp: torch.Tensor, states: list | None, check: bool = True):
+        (w_embed, b_embed), cells, (w_out, b_out) = self._weights(check=check)
         x = F.conv2d(to_cl(inp), w_embed, b_embed, padding=1)
         states = states or [None] * len(cells)
         new = []

@@ -336,7 +336,7 @@ class PixelPyramids(nn.Module):
             cond = squeeze_slots(net.unet(to_model_space(codes, nb)), net.factor)
             prev, states, slots = cond.new_zeros(cond.shape[0], 3, *cond.shape[3:]), None, []
             for t in range(net.slots):
-                params, states = net.lstm.step(torch.cat([cond[:, t], prev], dim=1), states)
+                params, states = net.lstm.step(torch.cat([cond[:, t], prev], dim=1), states, check=t == 0)
                 slots.append(self._draw(params, gens))
                 prev = to_model_space(slots[-1], nb)
                 if trace is not None:
@@ -360,7 +360,7 @@ class PixelPyramids(nn.Module):
             cond = squeeze_slots(net.unet(up.float()), net.factor)
             prev, states, slots = cond.new_zeros(cond.shape[0], 3, *cond.shape[3:]), None, []
             for t in range(net.slots):
-                params, states = net.lstm.step(torch.cat([cond[:, t], prev], dim=1), states)
+                params, states = net.lstm.step(torch.cat([cond[:, t], prev], dim=1), states, check=t == 0)
                 slots.append(self._draw(params, gens, official=True))
                 prev = slots[-1]
             up = official_merge(up, unsqueeze_slots(torch.stack(slots, dim=1), net.factor), nb)
