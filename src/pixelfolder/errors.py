@@ -9,5 +9,5 @@ class CheckpointError(PixelfolderError):
     """A file that is not a readable pixelfolder (or official) checkpoint."""
 
 
-class ConversionError(PixelfolderError):
+class ConversionError(CheckpointError):
     """An official checkpoint whose keys or shapes cannot be mapped."""

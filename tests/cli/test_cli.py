@@ -28,14 +28,17 @@ def test_models_lists_presets_with_counts(capsys):
 
 
 def test_generate_from_preset_writes_pngs_and_grid(tmp_path, capsys):
+    out_dir = tmp_path / "imgs"
     code, out, _ = run_cli(capsys, "generate", "--network", "pixelfolder-tiny", "--seeds", "0-2,7",
-                           "--outdir", str(tmp_path), "--grid", "--trunc", "0.7", "--device", "cpu")
+                             "--outdir", str(out_dir), "--grid", "--trunc", "0.7", "--device", "cpu")
     assert code == 0 and "randomly initialised" in out
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["grid.png", "seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
-    img = np.asarray(Image.open(tmp_path / "seed0001.png"))
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]   # the grid is not among them
+    img = np.asarray(Image.open(out_dir / "seed0001.png"))
     assert img.shape == (32, 32, 3) and img.dtype == np.uint8 and img.std() > 0
-    assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (64, 64, 3)
+    grid = np.asarray(Image.open(tmp_path / "imgs-grid.png"))
+    assert grid.shape == (64, 64, 3)
+    assert (grid[:32, 32:] == img).all()          # row-major 2 x 2 of seeds 0, 1, 2, 7: seed 1 is top right
 
 
 def test_generate_is_reproducible_per_seed(tmp_path, capsys):
@@ -73,7 +76,7 @@ def test_convert_then_generate(tmp_path, capsys):
     (["generate", "--network", "pixelfolder-tiny", "--seeds", "0", "--outdir", "{tmp}/file.txt/sub"],
      "cannot create output directory"),
     (["convert", "{tmp}/corrupt.pt", "{tmp}/out.pt"], "not a readable"),
-    (["bench", "--models", "nope"], "unknown model"),
+    (["bench", "--models", "nope"], "neither a file nor"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, argv, message):
     (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")

@@ -377,9 +377,53 @@ def _edited_snapshot(name: str, **kwargs):
     ("inrgan_snapshot_tiny.pkl", {"cfg": "nearest"}, "malformed network pickle .*AttributeError"),
     ("sg2ada_tiny.pkl", {"img_channels": "three"}, "malformed network pickle .*ValueError"),
     ("sg2ada_tiny.pkl", {"c_dim": [1]}, "malformed network pickle .*TypeError"),
-    ("sg2ada_tiny.pkl", {"c_dim": 10}, r"^conditional generators \(c_dim=10\) are not supported$"),  # passes as is
+    ("sg2ada_tiny.pkl", {"c_dim": 10}, r"^conditional generators \(c_dim=10\) are not supported yet; supported: "
+                                        r"unconditional StyleGAN2 generators \(c_dim=0\)$"),  # passes as is
 ])
 def test_odd_init_kwargs_are_one_line_conversion_errors(name, kwargs, match):
     with pytest.raises(ConversionError, match=match) as e:
         load_network_pickle(FIXTURES / name, "g_ema", _edited_snapshot(name, **kwargs))
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------- unsupported classes, by name
+def module_tree(keys, init_kwargs: bytes = b"}", class_name: str = "Generator") -> bytes:
+    """A persistent module holding 4-element parameters at the dotted `keys` (submodules persistent too)."""
+    tree: dict = {}
+    for key in keys:
+        *path, leaf = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = None
+
+    def build(node: dict, kwargs: bytes, name: str) -> bytes:
+        params = {k: tensor((4,), (1,)) for k, v in node.items() if v is None}
+        children = {k: build(v, b"}", k) for k, v in node.items() if v is not None}
+        state = dict_of(_parameters=dict_of(**params), _buffers=b"}", _modules=dict_of(**children),
+                        _init_kwargs=kwargs)
+        return persistent(state, class_name=name, src=f"class {name}:\n    pass\n")
+    return build(tree, init_kwargs, class_name)
+
+
+def test_stylegan3_pickle_is_named_with_what_is_supported(tmp_path, capsys):
+    from pixelfolder.cli.main import main
+    keys = ["mapping.fc0.weight", "synthesis.input.freqs", "synthesis.L0_36_512.weight", "synthesis.L1_36_512.weight"]
+    path = tmp_path / "stylegan3-t.pkl"
+    path.write_bytes(program(dict_of(G_ema=module_tree(keys))))
+    assert main(["generate", "--network", str(path), "--outdir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "StyleGAN3 generator" in err and "not supported yet" in err and "supported: INR-GAN" in err
+
+
+def test_conditional_stylegan2_pickle_is_refused_with_what_is_supported(tmp_path, capsys):
+    from pixelfolder.cli.main import main
+    keys = ["mapping.fc0.weight", "mapping.embed.weight", "synthesis.b4.const", "synthesis.b4.conv1.affine.weight"]
+    path = tmp_path / "cifar10.pkl"
+    path.write_bytes(program(dict_of(G_ema=module_tree(keys, dict_of(c_dim=value(10), z_dim=value(4))))))
+    assert main(["convert", str(path), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "conditional generators (c_dim=10) are not supported yet" in err and "supported: unconditional" in err
+    assert not (tmp_path / "out.pt").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PixelfolderError
+from .common import NETWORK_HELP, add_params_option
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -22,7 +23,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure parameters, GMACs, speed and memory of generators")
     p.add_argument("--models", default="pixelfolder,cips_skip,stylegan2",
-                   help="comma-separated architectures, presets or checkpoint files")
+                   help="comma-separated architectures (at --resolution) or networks: " + NETWORK_HELP)
+    add_params_option(p)
     p.add_argument("--resolution", type=int, default=256, help="resolution for architecture names (default 256)")
     p.add_argument("--batch", type=int, default=4, help="images per forward (default 4)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
@@ -39,16 +41,16 @@ def add_parser(sub) -> None:
 
 
 def resolve_spec(spec: str, resolution: int) -> str:
+    """A preset name, or the local path of a network (URLs and pretrained names are downloaded here, once)."""
     from .. import registry
-    if Path(spec).exists() or spec in registry.list_models():
-        return spec
-    if spec in registry.list_architectures():
+    from ..networks import resolve
+    if spec in registry.list_architectures() and spec not in registry.list_models():
         name = f"{spec}-{resolution}"
         if name in registry.list_models():
             return name
         presets = [m for m in registry.list_models() if registry.preset(m).arch == spec]
         raise PixelfolderError(f"{spec} has no preset at {resolution} px; its presets: {', '.join(presets)}")
-    raise PixelfolderError(f"unknown model {spec!r} (an architecture, a preset or a checkpoint file)")
+    return str(resolve(spec))
 
 
 def measure_likelihood(model, spec: str, args) -> dict:
@@ -83,7 +85,7 @@ def measure(spec: str, args) -> dict:
     from ..metrics.cost import count_parameters, generator_macs, median, peak_rss_mb, time_call
     from .common import open_network
     device = torch.device(args.device)
-    G = open_network(spec, kind=("generator", "likelihood"), verbose=False).to(device).eval()
+    G = open_network(spec, kind=("generator", "likelihood"), verbose=False, params=args.params).to(device).eval()
     if G.kind == "likelihood":
         return measure_likelihood(G, spec, args)
     macs = generator_macs(G)
@@ -129,6 +131,7 @@ def run_single_subprocess(spec: str, args) -> dict:
            "--batch", str(args.batch), "--threads", str(args.threads), "--dtype", args.dtype,
            "--impl", args.impl, "--repeats", str(args.repeats), "--device", args.device]
     cmd += ["--compile"] if args.compile else []
+    cmd += ["--params", args.params] if args.params else []
     cmd += ["--no-channels-last"] if args.no_channels_last else []
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

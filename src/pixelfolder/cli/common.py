@@ -42,29 +42,30 @@ def parse_device(name: str | None) -> torch.device:
     return device
 
 
-def open_network(spec: str, *, kind: str | tuple | None = None, verbose: bool = True):
-    """A model from a pixelfolder checkpoint, an official checkpoint (converted on the fly) or a preset name."""
-    from .. import checkpoint, registry
-    from ..convert import load_official
-    path = Path(spec)
-    if path.exists():
-        record = checkpoint.read_record(path)
-        if isinstance(record, dict) and record.get("format") == checkpoint.FORMAT:
-            model = checkpoint.from_record(record, source=str(path))
-        else:
-            model = load_official(path)
-            if verbose:
-                print(f"note: {path.name} is an official {model.arch} checkpoint; converted on the fly "
-                      f"(save time with `pixelfolder convert`)")
-    elif spec in registry.list_models() or spec in registry.list_architectures():
-        model = registry.create(spec).eval()
-        if verbose:
-            print(f"note: {spec!r} is a preset: the network is randomly initialised, not trained")
-    else:
-        raise PixelfolderError(f"{spec!r} is neither a file nor a known preset (see `pixelfolder models`)")
-    kinds = (kind,) if isinstance(kind, str) else kind
-    if kinds is not None and model.kind not in kinds:
-        raise PixelfolderError(f"{spec} holds a {model.kind} ({model.arch}), not a {' or '.join(kinds)}")
+def add_network_options(p, help_text: str = "network") -> None:
+    """--network and --params, the same in every verb."""
+    p.add_argument("--network", required=True, help=f"{help_text}: {NETWORK_HELP}")
+    add_params_option(p)
+
+
+NETWORK_HELP = ("a checkpoint (ours .pt/.safetensors, official .pt/.pth, NVlabs .pkl), a run directory, an http(s) "
+                "URL (cached; URL#sha256=HEX checks it), a pretrained name (`pixelfolder models --pretrained`) or a "
+                "preset")
+
+
+def add_params_option(p) -> None:
+    p.add_argument("--params", help="PixelPyramids checkpoints: the official params/<name>.json they were trained "
+                                    "with")
+
+
+def open_network(spec: str, *, kind: str | tuple | None = None, verbose: bool = True, params=None):
+    """pixelfolder.load with the CLI's notes (on stdout): every verb opens networks through it."""
+    from ..networks import finish, open_spec
+    opened = open_spec(spec, params=params)
+    model = finish(opened.network("g_ema"), None, True, kind, opened.label)
+    if verbose:
+        for note in opened.notes:
+            print(note)
     return model
 
 

@@ -1,4 +1,5 @@
-"""`pixelfolder convert SRC DST`: an official checkpoint to a self-describing pixelfolder checkpoint."""
+"""`pixelfolder convert SRC DST`: any network (official checkpoints above all) to a self-describing pixelfolder
+checkpoint, as a torch zip (.pt) or a safetensors file (.safetensors), chosen by DST's suffix."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert an official checkpoint (PixelFolder, CIPS, StyleGAN2, INR-GAN, "
                                        "CREPS, StyleGAN2-ADA pickles, PixelPyramids)")
     p.add_argument("src", help="official checkpoint: train.py dict, bare state_dict, NVlabs network-snapshot .pkl "
-                               "(read as data, never executed) or PixelPyramids checkpoint (with --params)")
-    p.add_argument("dst", help="output .pt file")
+                               "(read as data, never executed) or PixelPyramids checkpoint (with --params); also any "
+                               "other network spec (URL, pretrained name, run directory, our .pt/.safetensors)")
+    p.add_argument("dst", help="output file: .safetensors writes safetensors, any other name a torch zip")
     p.add_argument("--arch", choices=["pixelfolder", "cips_skip", "cips_res", "stylegan2", "inrgan", "inrgan_bil",
                                       "creps", "stylegan2_ada", "pixelpyramids"],
                    help="architecture (default: inferred from the keys or the pickle's recorded class)")
@@ -23,16 +25,17 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..checkpoint import save
-    from ..convert import convert_all, load_official
     from ..models import count_parameters
+    from ..networks import open_spec
     from .common import writable_dir
     dst = Path(args.dst)
     writable_dir(dst.parent if str(dst.parent) else ".")
+    opened = open_spec(args.src, arch=args.arch, size=args.size, params=args.params)
     if args.which == "all":
-        nets = convert_all(args.src, args.arch, args.size)
+        nets = opened.all()
         targets = {name: dst.with_name(f"{dst.stem}_{name}{dst.suffix or '.pt'}") for name in nets}
     else:
-        nets = {args.which: load_official(args.src, args.arch, args.size, which=args.which, params=args.params)}
+        nets = {args.which: opened.network(args.which)}
         targets = {args.which: dst}
     for name, model in nets.items():
         save(model, targets[name], model.metadata)

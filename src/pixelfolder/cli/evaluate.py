@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import open_network, parse_device, writable_dir
+from .common import NETWORK_HELP, add_params_option, open_network, parse_device, writable_dir
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                        description="Network mode: --network CKPT --data DATA. Folder mode: --real DATA --fake DIR. "
                                    "Metrics: fid50k_full kid50k_full pr50k3_full is50k ppl2_wend fid50k kid50k "
                                    "pr50k3 | fid kid pr is (folder mode or network) | params gmacs speed | bpd.")
-    p.add_argument("--network", help="generator checkpoint (ours or official) or preset name")
+    p.add_argument("--network", help=f"network mode: {NETWORK_HELP}")
+    add_params_option(p)
     p.add_argument("--data", help="real images: dataset path (zip, LMDB, folder) or 'emoji'")
     p.add_argument("--real", help="folder mode: real images (same as --data)")
     p.add_argument("--fake", help="folder mode: folder (or zip/LMDB) of generated images")
@@ -113,7 +114,7 @@ def _open_inputs(args, names, device):
     G = fake = None
     with contextlib.redirect_stdout(sys.stderr):
         if args.network:
-            G = open_network(args.network, kind=_network_kind(names)).to(device)
+            G = open_network(args.network, kind=_network_kind(names), params=args.params).to(device)
         else:
             fake = _open_data(args.fake, None)
     real_spec = args.data or args.real
@@ -125,7 +126,7 @@ def _report_fields(args, real_spec) -> dict:
     """What the JSON lines record besides the results: the inputs and the generation options."""
     if not args.network:
         return {"real": real_spec, "fake": args.fake}
-    network = str(Path(args.network).resolve()) if Path(args.network).exists() else args.network
+    network = str(Path(args.network).resolve()) if Path(args.network).exists() else args.network.split("#")[0]
     fields = {"network": network, "data": real_spec, "truncation_psi": args.trunc, "noise_mode": args.noise_mode,
               "gen_dtype": args.gen_dtype, "seed": args.seed}
     return {k: v for k, v in fields.items() if v is not None}

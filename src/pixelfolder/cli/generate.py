@@ -1,15 +1,22 @@
-"""`pixelfolder generate`: PNG images (and an optional grid) for a list of seeds."""
+"""`pixelfolder generate`: PNG images for a list of seeds, written as they are made (and an optional grid)."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import open_network, parse_device, parse_seeds, writable_dir
+from .common import add_network_options, open_network, parse_device, parse_seeds, writable_dir
+
+GRID_MAX = 64     # images in the grid: the first 64 seeds (memory stays flat for any number of seeds)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate images from seeds")
-    p.add_argument("--network", required=True, help="checkpoint (ours or official) or preset name")
+    add_network_options(p, "the generator")
     p.add_argument("--seeds", default="0-7", help="e.g. 0-15 or 1,5,7 (default 0-7)")
+    p.add_argument("--seed-rng", choices=["numpy", "torch"], default=None,
+                   help="how a seed draws z: numpy = NVlabs' gen_images.py (seed N is the official seed-N image), "
+                        "torch = a per-seed torch.Generator (default: the network's recorded convention: numpy for "
+                        "NVlabs-family networks, torch for the others)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N w's")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
@@ -20,37 +27,77 @@ def add_parser(sub) -> None:
     p.add_argument("--sampler", choices=["exact", "official"], default="exact",
                    help="likelihood models (PixelPyramids): exact ancestral sampling (default) or the official "
                         "approximate sampler (temperature 0.1, truncation), to reproduce its pictures")
-    p.add_argument("--outdir", required=True, help="output directory")
-    p.add_argument("--grid", action="store_true", help="also write grid.png with all images")
+    p.add_argument("--outdir", required=True, help="output directory (one seedNNNN.png per seed)")
+    p.add_argument("--grid", nargs="?", const="", default=None, metavar="PATH",
+                   help=f"also write a grid of the first {GRID_MAX} images (default PATH: OUTDIR-grid.png beside "
+                        "OUTDIR, so that `evaluate --fake OUTDIR` never counts it)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress also when stderr is not a terminal (a line every 10 s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
 
 
+def grid_path(args, outdir: Path) -> Path | None:
+    if args.grid is None:
+        return None
+    if args.grid:
+        return Path(args.grid)
+    outdir = outdir.resolve()
+    return outdir.parent / f"{outdir.name}-grid.png"
+
+
+def check_options(args, G) -> None:
+    if G.kind == "likelihood":
+        if (args.size is not None or args.scale is not None or args.trunc != 1.0 or args.trunc_cutoff is not None
+                or args.noise_mode != "const" or args.seed_rng is not None):
+            raise PixelfolderError(f"{G.arch} samples at its own size, without truncation, noise inputs or a seed "
+                                   "convention: drop --size/--scale/--trunc/--trunc-cutoff/--noise-mode/--seed-rng")
+    elif args.sampler != "exact":
+        raise PixelfolderError("--sampler applies to likelihood models (PixelPyramids) only")
+
+
+def sampler(args, G, device):
+    """seeds -> (N, 3, H, W) float images, batch-size independent."""
+    if G.kind == "likelihood":
+        return lambda seeds: G.sample(seeds, batch_size=len(seeds), mode=args.sampler, device=device)
+    return lambda seeds: G.sample(seeds, batch_size=len(seeds), truncation_psi=args.trunc,
+                                  truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size,
+                                  scale=args.scale, seed_rng=args.seed_rng)
+
+
 def run(args) -> int:
-    from ..data.images import image_grid, save_image
+    from ..atomic import atomic_write
+    from ..data.images import save_uint8, to_uint8, uint8_grid
+    from ..models.base import check_seed_rng
+    from ..progress import Progress
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:
         raise PixelfolderError("--batch must be >= 1")
     outdir = writable_dir(args.outdir)
+    grid = grid_path(args, outdir)
+    if grid is not None:
+        writable_dir(grid.parent)
     device = parse_device(args.device)
-    G = open_network(args.network, kind=("generator", "likelihood")).to(device)
-    if G.kind == "likelihood":
-        if (args.size is not None or args.scale is not None or args.trunc != 1.0 or args.trunc_cutoff is not None
-                or args.noise_mode != "const"):
-            raise PixelfolderError(f"{G.arch} samples at its own size, without truncation or noise inputs: drop "
-                                   "--size/--scale/--trunc/--trunc-cutoff/--noise-mode")
-        images = G.sample(seeds, batch_size=args.batch, mode=args.sampler, device=device)
-    else:
-        if args.sampler != "exact":
-            raise PixelfolderError("--sampler applies to likelihood models (PixelPyramids) only")
-        images = G.sample(seeds, batch_size=args.batch, truncation_psi=args.trunc,
-                          truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size,
-                          scale=args.scale)
-    for seed, img in zip(seeds, images):
-        save_image(img, outdir / f"seed{seed:04d}.png")
-    if args.grid:
-        save_image(image_grid(images), outdir / "grid.png")
-    print(f"wrote {len(seeds)} image(s) of {images.shape[-1]}x{images.shape[-2]} px to {outdir}"
-          + (" and grid.png" if args.grid else ""))
+    G = open_network(args.network, kind=("generator", "likelihood"), params=args.params).to(device)
+    check_options(args, G)
+    if G.kind != "likelihood":
+        check_seed_rng(args.seed_rng or G.seed_rng, seeds)
+    draw = sampler(args, G, device)
+    bar = Progress(len(seeds), "generate", enabled=args.progress)
+    thumbs, shape = [], None
+    for start in range(0, len(seeds), args.batch):
+        chunk = seeds[start:start + args.batch]
+        for seed, img in zip(chunk, to_uint8(draw(chunk)).numpy()):
+            atomic_write(outdir / f"seed{seed:04d}.png", lambda tmp, img=img: save_uint8(img, tmp), suffix=".png")
+            if grid is not None and len(thumbs) < GRID_MAX:
+                thumbs.append(img)
+            shape = img.shape
+        bar.update(len(chunk))
+    bar.close()
+    if grid is not None:
+        atomic_write(grid, lambda tmp: save_uint8(uint8_grid(thumbs), tmp), suffix=grid.suffix or ".png")
+    print(f"wrote {len(seeds)} image(s) of {shape[1]}x{shape[0]} px to {outdir}"
+          + (f" and the grid {grid}" if grid is not None else ""))
     return 0

@@ -8,6 +8,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list architectures and presets")
     p.add_argument("--kind", choices=["generator", "discriminator", "likelihood"], help="only this kind")
     p.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the official pretrained networks instead: short name, URL, format, converter")
     p.set_defaults(run=run)
 
 
@@ -32,8 +34,25 @@ def preset_cost(name: str, macs: bool = True) -> dict:
     return row
 
 
+def print_pretrained() -> None:
+    from ..networks import cache_root
+    from ..zoo import PRETRAINED
+    print(f"{'name':<28} {'model':<20} {'dataset':<24} {'res':>5}  how")
+    for p in PRETRAINED:
+        how = ("--network NAME (downloaded once)" if p.direct and p.supported else
+               "not supported yet" if not p.supported else "manual download")
+        print(f"{p.name:<28} {p.model[:20]:<20} {p.dataset[:24]:<24} {p.resolution or '-':>5}  {how}")
+        print(f"    {p.url}")
+        print(f"    format: {p.format}; read by: {p.converter or '-'}" + (f"; {p.note}" if p.note else ""))
+    print(f"cache: {cache_root() / 'networks'} (PIXELFOLDER_CACHE overrides); manual downloads go to "
+          f"{cache_root() / 'networks' / 'pretrained'}/<file name> to work by name")
+
+
 def run(args) -> int:
     from .. import registry
+    if args.pretrained:
+        print_pretrained()
+        return 0
     print(f"{'preset':<20} {'arch':<12} {'kind':<14} {'res':>5} {'params (M)':>11} {'GMACs':>9}")
     rows = [preset_cost(name, macs=not args.no_macs) for name in registry.list_models(args.kind)]
     for row in sorted(rows, key=lambda r: (r['kind'], r['arch'], r['resolution'], r['name'])):

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import PixelfolderError
+from .common import NETWORK_HELP
 
 DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "ema_kimg": 2.0}
 
@@ -43,7 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--snap", type=float, dest="snap_kimg", help="kimg between snapshots (default 50; demo 10)")
     p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot (e.g. fid50k_full)")
     p.add_argument("--metric-num-gen", type=int, help="generated images per metric at snapshots (default 50k)")
-    p.add_argument("--resume", help="'auto' (latest state in --outdir, else start fresh) or a checkpoint path")
+    p.add_argument("--resume", help="'auto' (latest state in --outdir, else start fresh), a training-state.pt or run directory "
+                        "(exact resume), or any network to fine-tune: " + NETWORK_HELP)
+    p.add_argument("--params", help="PixelPyramids: the official params/<name>.json of a --resume checkpoint")
     p.add_argument("--seed", type=int, default=0, help="master seed")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D for the main phases")

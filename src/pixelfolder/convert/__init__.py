@@ -7,16 +7,13 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import read_record
 from ..errors import ConversionError, PixelfolderError
 from ..registry import architecture, config_from_dict
 from .archs import ARCHS, detect_arch
-from .nvlabs_pickle import looks_like_network_pickle
 from .official import apply_rules, load_mapped
 
 TRAIN_KEYS = ("g_ema", "g", "d")
@@ -76,19 +73,16 @@ def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None
     return model
 
 
-def load_pixelpyramids(path, params):
-    """An official PixelPyramids checkpoint with its params json (path or dict)."""
+def load_pixelpyramids(checkpoint_obj, params, *, label: str = "checkpoint"):
+    """An official PixelPyramids checkpoint (the object torch.load returned) with its params json (path or dict)."""
+    from ..networks import read_params
     from .pixelpyramids import NO_PARAMS, config_from_params, from_official
     if params is None:
         raise ConversionError(NO_PARAMS)
-    if not isinstance(params, dict):
-        try:
-            params = json.loads(Path(params).read_text())
-        except (OSError, ValueError) as e:
-            raise ConversionError(f"cannot read the params file {params}: {e}") from None
-    config_from_params(params)          # a bad params file is reported before the checkpoint is read
-    model = from_official(read_official(path), params)
-    model.metadata.update(converted_from=Path(path).name)
+    params = read_params(params)
+    config_from_params(params)          # a bad params file is reported before the checkpoint is mapped
+    model = from_official(checkpoint_obj, params)
+    model.metadata.update(converted_from=Path(label).name)
     return model.eval()
 
 
@@ -140,55 +134,21 @@ def convert_state_dict(state_dict: dict, arch: str | None = None, size: int | No
     return model.eval()
 
 
-def read_official(path) -> object:
-    try:
-        return read_record(path)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"{e} (official files are read with weights_only=True; pickled classes are refused)"
-                              ) from None
-
-
-def convert_all(path, arch: str | None = None, size: int | None = None) -> dict:
-    """Every network in an official file: {'g_ema': G, 'g': G, 'd': D} as present."""
-    if looks_like_network_pickle(path):
-        from .nvlabs_pickle import PersistentRecord, read_network_pickle
-        snapshot = read_network_pickle(path)
-        return {name: load_network_pickle(path, name, snapshot) for name in ("g_ema", "g", "d")
-                if isinstance(snapshot.get(NVLABS_WHICH[name]), PersistentRecord)}
-    parts = split_official(read_official(path))
-    out = {}
-    for name, sd in parts.items():
-        model = convert_state_dict(sd, None if name == "d" else arch, size)
-        model.metadata["converted_from"] = Path(path).name
-        model.metadata["network"] = name
-        out[name] = model
-    return out
+def convert_all(path, arch: str | None = None, size: int | None = None, params=None) -> dict:
+    """Every network in an official file: {'g_ema': G, 'g': G, 'd': D} as present (see pixelfolder.networks)."""
+    from ..networks import load_all
+    return load_all(path, arch=arch, size=size, params=params)
 
 
 def load_official(path, arch: str | None = None, size: int | None = None, which: str = "g_ema",
                   channels_last: bool = True, params=None):
     """One network of an official checkpoint as our model in eval mode (`which`: g_ema, g or d).
 
-    `params`: the official params json (path or dict), needed for PixelPyramids checkpoints.
+    `params`: the official params json (path or dict), needed for PixelPyramids checkpoints. The same as
+    pixelfolder.load, which opens every kind of network.
     """
-    if arch == "pixelpyramids" or params is not None:
-        model = load_pixelpyramids(path, params)
-        return model.to(memory_format=torch.channels_last) if channels_last else model
-    if looks_like_network_pickle(path):
-        model = load_network_pickle(path, which)
-        if arch is not None and {"stylegan2_ada": "stylegan2"}.get(arch, arch) != model.arch:
-            raise ConversionError(f"the pickle holds {model.arch} ({model.metadata.get('official_class')}), "
-                                  f"not {arch}")
-        if size is not None and model.resolution != size:
-            raise ConversionError(f"the pickle holds a {model.resolution} px {model.arch}, not {size} px")
-        return model.to(memory_format=torch.channels_last) if channels_last else model
-    which = which.lower()
-    parts = split_official(read_official(path))
-    if which not in parts:
-        raise ConversionError(f"{path} has no {which!r}; it has {', '.join(parts)}")
-    model = convert_state_dict(parts[which], None if which == "d" else arch, size)
-    model.metadata.update(converted_from=Path(path).name, network=which)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    from ..networks import load
+    return load(path, which=which, arch=arch, size=size, params=params, channels_last=channels_last)
 
 
 __all__ = ["convert_state_dict", "convert_all", "load_official", "split_official", "detect_arch",

@@ -45,9 +45,15 @@ KNOWN_SOURCES = {
         "VinAIResearch/CREPS:training/networks_creps.py",
     "f6bfb33266b77d5dc53fb0f6c73c724787ac256e9e5115895f21678b3a060a3c":
         "VinAIResearch/CREPS:training/networks_stylegan2.py",
+    "53b4e1ec457171d4e2c1454d48013765ab626141c35cdd383b020950effe11a5":
+        "NVlabs/stylegan2-ada-pytorch:training/networks.py",
 }
 
-# Classes that are pickled by reference and only need to keep their state (module -> names).
+# Classes that are pickled by reference and only need to keep their state (module -> names). Each becomes a
+# `_Stub`: NEWOBJ/REDUCE arguments are ignored and BUILD only stores the state; nothing of the class is called.
+# The torch.nn containers are the plain torch modules official networks hold (INR-GAN's `extra_convs` ModuleList at
+# 128/256 px, CREPS's decoder Sequentials); `_walk` reads their state as nn.Module.state_dict() does (ParameterList
+# and ParameterDict keep their parameters in `_parameters`, under "0", "1", ... or the dict keys).
 STUB_CLASSES = {
     "builtins": ("dict",),
     "collections": ("defaultdict",),
@@ -55,7 +61,7 @@ STUB_CLASSES = {
     "omegaconf.dictconfig": ("DictConfig",),
     "omegaconf.nodes": ("AnyNode",),
     "typing": ("Any",),
-    "torch.nn.modules.container": ("Sequential",),
+    "torch.nn.modules.container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "training.networks_creps": ("SynthesisInput",),
 }
 
@@ -503,6 +509,11 @@ def _inrgan_variant(record: NetworkRecord) -> str:
                           "is neither inrgan (nearest, no norm) nor inrgan_bil (bilinear + instance norm)")
 
 
+SUPPORTED = ("INR-GAN, INR-GAN-bil, CREPS and unconditional StyleGAN2 generators (StyleGAN2-ADA / StyleGAN3-repo "
+             "networks_stylegan2) with their resnet discriminators")
+STYLEGAN3_LAYER = re.compile(r"synthesis\.L\d+_\d+_\d+\.")   # StyleGAN3's layer names, e.g. synthesis.L0_36_512.
+
+
 def detect_pickle_arch(record: NetworkRecord) -> str:
     """'inrgan' | 'inrgan_bil' | 'creps' | 'stylegan2' | 'stylegan2_d' from the keys and init_kwargs."""
     sd = record.state_dict
@@ -515,11 +526,14 @@ def detect_pickle_arch(record: NetworkRecord) -> str:
             return "stylegan2"
     if record.class_name == "Discriminator" and {"b4.fc.weight", "b4.out.weight", "b4.conv.weight"} <= sd.keys():
         return "stylegan2_d"
+    if record.class_name == "Generator" and any(STYLEGAN3_LAYER.match(k) for k in sd):
+        raise ConversionError(f"{record.which} is a StyleGAN3 generator (networks_stylegan3), not supported yet; "
+                              f"supported: {SUPPORTED}")
     sha = record.module_src_sha256.get(record.class_name, "?")
     where = record.source or (f"module_src sha256 {sha[:12]}, "
                               f"defining {', '.join(record.defines[:8]) or 'no classes'}")
     raise ConversionError(f"{record.which} is an unknown network class {_brief(record.class_name)} ({where}); "
-                          "known: INR-GAN, CREPS, StyleGAN2-ADA/StyleGAN3-repo networks_stylegan2")
+                          f"supported: {SUPPORTED}")
 
 
 __all__ = ["NetworkUnpickler", "NetworkRecord", "PersistentRecord", "read_network_pickle", "loads_network_pickle",

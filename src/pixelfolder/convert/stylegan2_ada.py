@@ -74,7 +74,8 @@ def _refuse_unsupported(init_kwargs: dict, attributes: dict) -> None:
     if archs != {"skip"}:
         raise ConversionError(f"only the 'skip' generator architecture is supported, this one is {sorted(archs)}")
     if int(init_kwargs.get("c_dim", 0) or 0) > 0:
-        raise ConversionError(f"conditional generators (c_dim={init_kwargs['c_dim']}) are not supported")
+        raise ConversionError(f"conditional generators (c_dim={init_kwargs['c_dim']}) are not supported yet; "
+                              "supported: unconditional StyleGAN2 generators (c_dim=0)")
     if int(init_kwargs.get("img_channels", 3)) != 3:
         raise ConversionError(f"only RGB generators are supported, this one has {init_kwargs['img_channels']} channels")
     acts = _attribute(attributes, "", "activation") | {(init_kwargs.get("mapping_kwargs") or {}).get("activation",
@@ -138,6 +139,7 @@ def from_official(sd: dict, init_kwargs: dict | None = None, attributes: dict | 
             ours[f"synthesis.convs.{i}.noise_strength"] = torch.zeros(1)
             ours[f"synthesis.convs.{i}.noise_const"] = conv.noise_const
     load_mapped(model, ours, "NVlabs StyleGAN2")
+    model.seed_rng = "numpy"      # NVlabs' gen_images.py seeds, not rosinality's
     model.metadata = {"source": "official", "arch": ARCH, "layout": "nvlabs networks_stylegan2",
                       "w_avg": {"how": "official mapping.w_avg (moving average tracked during training)"}}
     return model.eval()

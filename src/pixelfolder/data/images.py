@@ -36,3 +36,22 @@ def save_image(image: torch.Tensor, path) -> None:
         arr = arr[..., 0]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(arr)).save(path)
+
+
+def uint8_grid(images: list[np.ndarray], cols: int | None = None) -> np.ndarray:
+    """Tile (H, W, C) uint8 images into one, row-major; empty cells are white."""
+    h, w, c = images[0].shape
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    grid = np.full((rows * h, cols * w, c), 255, dtype=np.uint8)
+    for k, img in enumerate(images):
+        r, q = divmod(k, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = img
+    return grid
+
+
+def save_uint8(array: np.ndarray, path) -> None:
+    """Write an (H, W, C) uint8 array as an image file (the format from the suffix)."""
+    if array.shape[-1] == 1:
+        array = array[..., 0]
+    Image.fromarray(np.ascontiguousarray(array)).save(path)

@@ -5,6 +5,7 @@ import math
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,8 +57,34 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
+SEED_RNGS = ("torch", "numpy")
+NUMPY_SEED_LIMIT = 2 ** 32    # numpy.random.RandomState takes seeds in [0, 2**32)
+
+
 def seed_generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def check_seed_rng(seed_rng: str, seeds=()) -> None:
+    if seed_rng not in SEED_RNGS:
+        raise PixelfolderError(f"seed_rng must be one of {', '.join(SEED_RNGS)}, got {seed_rng!r}")
+    if seed_rng == "numpy" and any(not 0 <= int(s) < NUMPY_SEED_LIMIT for s in seeds):
+        raise PixelfolderError("numpy seeds (NVlabs' convention) must lie in [0, 2**32): use smaller seeds or "
+                               "--seed-rng torch")
+
+
+def seed_latent(seed: int, z_dim: int, seed_rng: str) -> tuple[torch.Tensor, torch.Generator]:
+    """(1, z_dim) float32 z for one seed, and the torch generator that then draws its noise.
+
+    'numpy': NVlabs' gen_images.py convention, np.random.RandomState(seed).randn(1, z_dim), so seed N is the
+    official seed-N image; 'torch': torch.Generator().manual_seed(seed) draws z (and then the noise).
+    """
+    g = seed_generator(seed)
+    if seed_rng == "numpy":
+        z = torch.from_numpy(np.random.RandomState(int(seed)).randn(1, z_dim)).float()
+    else:
+        z = torch.randn(1, z_dim, generator=g)
+    return z, g
 
 
 class Generator(nn.Module):
@@ -67,6 +94,7 @@ class Generator(nn.Module):
     kind = "generator"
     native_size_only = True     # False for coordinate-based models that render any grid
     unused_parameters: tuple = ()   # name prefixes of official parameters the forward never reads (kept for fidelity)
+    seed_rng = "torch"          # how sample(seeds) draws z: 'torch' (per-seed torch.Generator) or 'numpy' (NVlabs)
 
     def __init__(self, config, num_ws: int, truncation_space: str = "w"):
         super().__init__()
@@ -164,27 +192,27 @@ class Generator(nn.Module):
             ws = truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, noise=noise, size=size, return_stages=return_stages)
 
-    def z_from_seeds(self, seeds) -> torch.Tensor:
-        """(N, z_dim) latents; row k depends only on seeds[k]."""
-        return torch.stack([torch.randn(self.z_dim, generator=seed_generator(s)) for s in seeds])
-
     @torch.no_grad()
     def sample(self, seeds, *, batch_size: int = 8, truncation_psi: float = 1.0,
                truncation_cutoff: int | None = None, noise_mode: str = "const", size: int | None = None,
-               scale: float | None = None, device=None) -> torch.Tensor:
+               scale: float | None = None, device=None, seed_rng: str | None = None) -> torch.Tensor:
         """Images for `seeds` (N, 3, H, W) on the CPU; the image of a seed does not depend on batch_size.
 
-        With noise_mode='random' the noise of each image is drawn from its seed's generator as well.
+        seed_rng: how z is drawn from a seed (default: the network's own `seed_rng`, recorded in its checkpoint;
+        NVlabs-family networks use 'numpy', so seed N is gen_images.py's seed-N image).
+        With noise_mode='random' the noise of each image is drawn from its seed's torch generator.
         """
         device = device or next(self.parameters()).device
         size = self.output_size(size, scale)
+        seed_rng = seed_rng or self.seed_rng
+        check_seed_rng(seed_rng, seeds)
         out = []
         for start in range(0, len(seeds), batch_size):
             chunk = list(seeds)[start:start + batch_size]
             zs, noises = [], []
             for s in chunk:
-                g = seed_generator(s)
-                zs.append(torch.randn(1, self.z_dim, generator=g))
+                z, g = seed_latent(s, self.z_dim, seed_rng)
+                zs.append(z)
                 if noise_mode == "random":
                     noises.append([torch.randn(1, 1, h, w, generator=g)
                                    for h, w in self.synthesis.noise_shapes(size)])

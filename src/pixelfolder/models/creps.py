@@ -179,6 +179,7 @@ class CREPSSynthesis(nn.Module):
 @register_model("creps", CREPSConfig, description="CREPS bi-line generator (any render size, row-chunked head)")
 class CREPS(Generator):
     native_size_only = False
+    seed_rng = "numpy"          # NVlabs family: seed N draws z as gen_images.py does
     unused_parameters = ("synthesis.lines.0.tores.", "synthesis.decoders.0.")   # official b4.tores, decoder_8
 
     def __init__(self, config: CREPSConfig = CREPSConfig()):

@@ -408,6 +408,7 @@ class INRGANSynthesis(nn.Module):
 
 class _INRGAN(Generator):
     native_size_only = False
+    seed_rng = "numpy"          # NVlabs family: seed N draws z as gen_images.py does
 
     def __init__(self, config: INRGANConfig):
         synthesis = INRGANSynthesis(config)

@@ -20,7 +20,7 @@ from . import distributed as dist_utils
 from .options import RECIPES, TrainOptions, ema_beta, lazy_adam
 from .phases import Context, build_phases
 from .randomness import chunk_indices, generators, rand
-from .rundir import RunDir, model_from, read_state
+from .rundir import STATE, RunDir, model_from, read_state
 
 
 class TrainingDiverged(PixelfolderError):
@@ -44,16 +44,18 @@ def build_networks(opts: TrainOptions, device):
         G = registry.create(opts.preset, **overrides)
         D = None if G.kind == "likelihood" else registry.create(
             "stylegan2_d-tiny" if opts.preset.endswith("-tiny") else "stylegan2_d", resolution=G.resolution)
-    state = None
-    if opts.resume:
-        state = read_state(opts.run_dir if opts.resume == "auto" else opts.resume)
+    state, nets = resume_source(opts)
     if state is not None:
+        fresh = G
         G, D = model_from(state["G"]), state["D"] and model_from(state["D"])
         G_ema = model_from(state["G_ema"]).eval()
+        check_resumed(opts, fresh, G)
     else:
+        fresh = G
         G_ema = copy.deepcopy(G).eval()
-        if opts.resume not in (None, "auto"):
-            G, D, G_ema = load_for_finetuning(opts.resume, G, D)
+        if nets:
+            G, D, G_ema = finetuning_networks(nets, G, D)
+            check_resumed(opts, fresh, G)
     D = D and D.to(device).train()
     return G.to(device).train(), D, G_ema.to(device).requires_grad_(False), state
 
@@ -91,17 +93,42 @@ def set_decayed_lr(opt, base_lr: float, decay: float, step: int) -> None:
             group["lr"] = base_lr * decay ** step
 
 
-def load_for_finetuning(path, G, D):
-    """Networks from a network snapshot (G only) or an official checkpoint (g, d, g_ema as present)."""
-    from ..checkpoint import FORMAT, from_record, read_record
-    from ..convert import convert_all
-    record = read_record(path)
-    if isinstance(record, dict) and record.get("format") == FORMAT:
-        G = from_record(record, source=str(path)).train()
-        return G, D, copy.deepcopy(G).eval()
-    nets = convert_all(path)
-    G = nets.get("g", nets.get("g_ema", G)).train()
-    return G, nets.get("d", D).train(), nets.get("g_ema", G).eval()
+def resume_source(opts: TrainOptions):
+    """(training state or None, {name: network} or None) for --resume: 'auto' (this run's state, if any), a
+    training state or run directory (exact resume), or any network pixelfolder.load opens (fine-tuning)."""
+    from ..networks import open_spec
+    if not opts.resume:
+        return None, None
+    if opts.resume == "auto":
+        return read_state(opts.run_dir), None
+    spec = opts.resume
+    if Path(spec).is_dir() and (Path(spec) / STATE).is_file():
+        spec = str(Path(spec) / STATE)
+    opened = open_spec(spec, params=opts.params)
+    if opened.format == "training-state":
+        return opened.record, None
+    return None, opened.all()
+
+
+def check_resumed(opts: TrainOptions, fresh, resumed) -> None:
+    """Refuse to train a resumed network under another architecture's preset or at another resolution."""
+    what = f"--resume {opts.resume if opts.resume != 'auto' else opts.run_dir}"
+    if resumed.arch != fresh.arch:
+        raise PixelfolderError(f"{what} holds a {resumed.arch} network, but this run trains {opts.preset} "
+                               f"({fresh.arch}): pass --model/--preset for {resumed.arch}")
+    if getattr(resumed, "resolution", None) != getattr(fresh, "resolution", None):
+        raise PixelfolderError(f"{what} holds a {resumed.resolution} px {resumed.arch}, but this run trains at "
+                               f"{fresh.resolution} px: pass --resolution {resumed.resolution}")
+
+
+def finetuning_networks(nets: dict, G, D):
+    """G, D, G_ema from a checkpoint's networks (g, d, g_ema as present; the others stay freshly built)."""
+    G_new = nets.get("g", nets.get("g_ema", G))
+    G_ema = nets.get("g_ema", G_new)
+    if G_ema is G_new:
+        G_ema = copy.deepcopy(G_new)
+    D_new = nets.get("d", D)
+    return G_new.train(), D_new and D_new.train(), G_ema.eval()
 
 
 def make_loader(opts, world, local_batch, start_step):

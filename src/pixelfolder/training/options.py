@@ -78,7 +78,8 @@ class TrainOptions:
     snap_kimg: float = 50.0        # kimg between snapshots (grid, network, training state)
     metrics: tuple = ()            # metric names computed at each snapshot (e.g. fid50k_full)
     metric_num_gen: int | None = None  # generated images per metric at snapshots (default: the metric's, 50k)
-    resume: str | None = None      # None, "auto" or a checkpoint path
+    resume: str | None = None      # None, "auto", a training state / run directory, or any network spec
+    params: str | None = None      # PixelPyramids: the official params json of a --resume checkpoint
     seed: int = 0                  # master seed: every random draw is keyed by (seed, step, phase, sample)
     dtype: str = "fp32"            # fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA only)
     compile: bool = False          # torch.compile G and D for the main phases
