@@ -1,7 +1,8 @@
-"""Helpers shared by test modules."""
+"""Helpers shared by test modules: a local file server, pickles built opcode by opcode."""
 import contextlib
 import functools
 import http.server
+import pickle
 import threading
 
 
@@ -34,3 +35,21 @@ def serve_directory(root):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------------------- pickles, opcode by opcode
+def glob(module: str, name: str) -> bytes:
+    return f"c{module}\n{name}\n".encode()
+
+
+def value(obj) -> bytes:
+    """Opcodes that push a plain object (no PROTO/STOP)."""
+    return pickle.dumps(obj, protocol=3)[2:-1]
+
+
+def call(func: bytes, *args: bytes) -> bytes:
+    return func + b"(" + b"".join(args) + b"tR"
+
+
+def program(body: bytes) -> bytes:
+    return b"\x80\x03" + body + b"."

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 
 def umask() -> int:
@@ -20,17 +19,26 @@ def umask() -> int:
 
 
 def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
-    """Call write(temporary_path), then rename the temporary file to `path`; remove it on any failure."""
+    """Call write(temporary_path), then rename the temporary file to `path`; remove it on any failure (a full disk:
+    one-line PixelfolderError)."""
+    from .fsutil import disk_full_error, is_disk_full
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(path, e) from None
+        raise
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full_error(path, e) from None
         raise
 
 
@@ -40,4 +48,5 @@ def atomic_write_text(path, text: str, suffix: str = ".tmp") -> None:
 
 def atomic_torch_save(obj, path) -> None:
     """torch.save through a temporary file: never a half-written checkpoint."""
+    import torch
     atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -208,9 +209,16 @@ def _weights_only_refusal(message: str) -> str | None:
 
 
 def torch_load(path: Path):
-    """torch.load(weights_only=True) with one-line errors, never torch's advice to drop weights_only."""
+    """torch.load(weights_only=True) with one-line errors, never torch's advice to drop weights_only.
+
+    The file is checked first (torchfile.check_torch_file: STORED zip members no larger than the file, CRCs,
+    declared storage sizes, the pickle's hashing costs) and the loaded tensors after (no huge stride-0 views)."""
+    from .torchfile import check_tensors, check_torch_file
+    check_torch_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # a crafted file must not make torch print warnings
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch raises many kinds for bad files)
         message = str(e)
         refused = _weights_only_refusal(message)
@@ -220,6 +228,8 @@ def torch_load(path: Path):
                                   "file") from None
         first = message.strip().splitlines()[0][:200] if message.strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+    check_tensors(obj, path)
+    return obj
 
 
 @dataclass

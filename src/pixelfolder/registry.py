@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 
 from .errors import PixelfolderError
@@ -88,14 +91,95 @@ def resolve_config(name_or_preset: str, **overrides):
     return arch, config_from_dict(arch.config_cls, fields)
 
 
+MAX_CONFIG_INT = 1 << 20      # magnitude of any int in a config (real ones: < 70,000)
+MAX_CONFIG_ITEMS = 4096       # values in one tuple field, nested ones included
+MAX_CONFIG_DEPTH = 3          # nesting of tuple fields (extra_convs: pairs in a tuple)
+
+
 def config_from_dict(config_cls: type, fields: dict):
-    """Build a config dataclass, turning lists back into tuples and rejecting unknown fields clearly."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(fields) - names)
+    """Build a config dataclass from plain data: lists become tuples, and every field is checked against its
+    declared type (bool, int, float, str, tuple, `X | None`) and range (finite, >= 0, sizes and `X | None = None`
+    numbers positive); one-line PixelfolderErrors name the field."""
+    if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+        raise PixelfolderError(f"a {config_cls.__name__} needs a dict of field names, got {type(fields).__name__}")
+    declared = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(fields) - set(declared))
     if unknown:
-        raise PixelfolderError(f"{config_cls.__name__} has no field(s) {', '.join(unknown)}")
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        raise PixelfolderError(f"{config_cls.__name__} has no field(s) {', '.join(_brief(k) for k in unknown[:8])}")
+    hints = typing.get_type_hints(config_cls)
+    clean = {}
+    for name, f in declared.items():
+        if name in fields:
+            clean[name] = _field_value(f"{config_cls.__name__}.{name}", hints[name], _default(f), fields[name])
+        elif _default(f) is dataclasses.MISSING:
+            raise PixelfolderError(f"{config_cls.__name__} needs the field {name}")
     return config_cls(**clean)
+
+
+def _default(f):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def _field_value(where: str, hint, default, value):
+    """`value` checked against the field's type hint (and coerced: int -> float, list -> tuple)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(t for t in options if t is not type(None))
+    kind = typing.get_origin(kind) or kind          # tuple[int, ...] -> tuple
+    if kind is tuple and isinstance(value, (tuple, list)):
+        return _plain_tuple(where, value, [MAX_CONFIG_ITEMS], 1)
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind or (kind is str and len(value) > 256):
+        raise PixelfolderError(f"{where} must be {_kind_name(options)}, got {_brief(value)}")
+    if kind in (int, float):
+        _check_number(where, value, default)
+    return value
+
+
+def _check_number(where: str, value, default) -> None:
+    if not math.isfinite(value) or abs(value) > MAX_CONFIG_INT:
+        raise PixelfolderError(f"{where} = {_brief(value)} is out of range (finite, at most {MAX_CONFIG_INT:,})")
+    if (default is None or where.rsplit(".", 1)[1] in POSITIVE_FIELDS) and value <= 0:
+        raise PixelfolderError(f"{where} must be positive, got {_brief(value)}")
+    if value < 0 and where not in SIGNED_FIELDS:
+        raise PixelfolderError(f"{where} must be >= 0, got {_brief(value)}")
+
+
+POSITIVE_FIELDS = {"resolution", "height", "width", "z_dim", "w_dim", "channel_base", "channel_max", "n_bits",
+                   "num_levels", "hidden", "mbstd_group"}   # sizes (and `X | None = None` fields such as clamps)
+SIGNED_FIELDS = {"PixelPyramidsConfig.residual_offset"}   # numbers that may be negative (taken mod 2**n_bits)
+
+
+def _plain_tuple(where: str, value, budget: list, depth: int) -> tuple:
+    """Tuples (from lists) of ints >= 0, finite floats, bools and short strings, nested at most MAX_CONFIG_DEPTH."""
+    budget[0] -= len(value)
+    if budget[0] < 0 or depth > MAX_CONFIG_DEPTH:
+        raise PixelfolderError(f"{where} is too long or nested too deeply for a config tuple")
+    out = []
+    for v in value:
+        if isinstance(v, (tuple, list)):
+            out.append(_plain_tuple(where, v, budget, depth + 1))
+            continue
+        ok = (type(v) is bool or (type(v) is int and 0 <= v <= MAX_CONFIG_INT)
+              or (type(v) is float and math.isfinite(v)) or (type(v) is str and len(v) <= 256))
+        if not ok:
+            raise PixelfolderError(f"{where} holds {_brief(v)}: config tuples hold ints >= 0, numbers and names")
+        out.append(v)
+    return tuple(out)
+
+
+def _kind_name(options) -> str:
+    names = {bool: "true or false", int: "an int", float: "a number", str: "a string", tuple: "a list"}
+    return " or ".join(names.get(t, "null" if t is type(None) else getattr(t, "__name__", str(t))) for t in options)
+
+
+def _brief(x) -> str:
+    text = repr(x) if isinstance(x, (bool, int, float, str, type(None))) else f"a {type(x).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def create(name_or_preset: str, *, device=None, compute_w_avg: bool = True, **overrides):

@@ -17,6 +17,7 @@ from pixelfolder.convert.nvlabs_pickle import (detect_pickle_arch, extract_netwo
                                                looks_like_network_pickle, read_network_pickle)
 from pixelfolder.errors import ConversionError
 from tests.conftest import FIXTURES, load_fixture
+from tests.helpers import call, glob, program, value
 
 ARCHS = ["inrgan", "creps"]
 
@@ -132,25 +133,12 @@ def test_truncated_pickle_is_a_one_line_error(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- crafted pickles
-def glob(module: str, name: str) -> bytes:
-    return f"c{module}\n{name}\n".encode()
-
-
-def value(obj) -> bytes:
-    """Opcodes that push a plain object (no PROTO/STOP)."""
-    return pickle.dumps(obj, protocol=3)[2:-1]
-
-
-def call(func: bytes, *args: bytes) -> bytes:
-    return func + b"(" + b"".join(args) + b"tR"
 
 
 def dict_of(**items: bytes) -> bytes:
     return b"}(" + b"".join(value(k) + v for k, v in items.items()) + b"u"
 
 
-def program(body: bytes) -> bytes:
-    return b"\x80\x03" + body + b"."
 
 
 def shell_touch(path) -> bytes:

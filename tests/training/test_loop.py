@@ -46,9 +46,10 @@ def test_two_training_steps_change_every_network(tmp_path, data, model, preset):
     assert not unchanged, f"G parameters not trained: {unchanged[:5]}"
     files = set(os.listdir(tmp_path / "run"))
     assert {"training_options.json", "stats.jsonl", "log.txt", "training-state.pt", "fakes000000.png",
-            "network-snapshot-000000.pt"} <= files
-    G = pixelfolder.load(tmp_path / "run" / "network-snapshot-000000.pt")
+            "network-snapshot-000000.pt", "fakes000000.016.png", "network-snapshot-000000.016.pt"} <= files
+    G = pixelfolder.load(tmp_path / "run" / "network-snapshot-000000.016.pt")     # 16 images: 2 steps of 8
     assert G.arch == model and G.metadata["step"] == 2
+    assert pixelfolder.load(tmp_path / "run" / "network-snapshot-000000.pt").metadata["step"] == 0
     stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["step"] == 2 and "loss_G" in stats[-1] and "loss_D" in stats[-1] and "r1" in stats[-1]
     if model in PATH_LENGTH:

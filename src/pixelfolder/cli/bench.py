@@ -12,12 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from ..errors import PixelfolderError
-from .common import NETWORK_HELP, add_params_option
+from .common import NETWORK_HELP, add_params_option, positive_int, writable_dir
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+def torch_dtype(name: str):
+    import torch
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def add_parser(sub) -> None:
@@ -25,10 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--models", default="pixelfolder,cips_skip,stylegan2",
                    help="comma-separated architectures (at --resolution) or networks: " + NETWORK_HELP)
     add_params_option(p)
-    p.add_argument("--resolution", type=int, default=256, help="resolution for architecture names (default 256)")
+    p.add_argument("--resolution", type=positive_int, default=256, help="resolution for architecture names (default 256)")
     p.add_argument("--batch", type=int, default=4, help="images per forward (default 4)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="fp32, or autocast to bf16/fp16")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help="fp32, or autocast to bf16/fp16")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator first (slow warm-up)")
     p.add_argument("--impl", choices=["auto", "fused", "nonfused"], default="auto",
                    help="modulated-conv form (fused = the official grouped conv)")
@@ -55,6 +58,7 @@ def resolve_spec(spec: str, resolution: int) -> str:
 
 def measure_likelihood(model, spec: str, args) -> dict:
     """Likelihood evaluation (img/s, eval-mode BatchNorm) and exact sampling (s/img) of a likelihood model."""
+    import torch
     from ..metrics.cost import count_parameters, median, peak_rss_mb, time_call
     if args.dtype not in ("fp32", "bf16"):
         raise PixelfolderError(f"likelihood models evaluate in fp32 or bf16, not {args.dtype}")
@@ -82,6 +86,7 @@ def measure_likelihood(model, spec: str, args) -> dict:
 
 def measure(spec: str, args) -> dict:
     """Everything about one model, in this process."""
+    import torch
     from ..metrics.cost import count_parameters, generator_macs, median, peak_rss_mb, time_call
     from .common import open_network
     device = torch.device(args.device)
@@ -96,7 +101,7 @@ def measure(spec: str, args) -> dict:
     net = G if args.no_channels_last else G.to(memory_format=torch.channels_last)
     if args.compile:
         net = torch.compile(net)
-    autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=args.dtype != "fp32")
+    autocast = torch.autocast(device.type, dtype=torch_dtype(args.dtype), enabled=args.dtype != "fp32")
 
     def forward():
         with torch.no_grad(), autocast:
@@ -142,6 +147,7 @@ def run_single_subprocess(spec: str, args) -> dict:
 
 
 def run(args) -> int:
+    import torch
     from .. import registry
     from ..metrics.cost import matmul_peak_gflops, num_threads
     if args.batch < 1 or args.threads < 1 or args.repeats < 1:
@@ -151,11 +157,13 @@ def run(args) -> int:
         with num_threads(args.threads), modconv_impl(args.impl):
             print(json.dumps(measure(args.single, args)))
         return 0
+    if args.json:
+        writable_dir(Path(args.json).parent if str(Path(args.json).parent) else ".")
     specs = [resolve_spec(s.strip(), args.resolution) for s in args.models.split(",") if s.strip()]
     if args.dtype == "fp16" and set(specs) & set(registry.list_models("likelihood")):
         raise PixelfolderError("likelihood models are benchmarked in fp32 or bf16, not fp16")
     with num_threads(args.threads):
-        peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else DTYPES[args.dtype])
+        peak = matmul_peak_gflops(torch.float32 if args.dtype == "fp32" else torch_dtype(args.dtype))
     print(f"peak ({args.dtype}, {args.threads} thread(s), best of a matmul and a oneDNN conv): {peak:.0f} GFLOP/s; batch {args.batch}, "
           f"impl {args.impl}, {'NCHW' if args.no_channels_last else 'channels_last'}"
           f"{', torch.compile' if args.compile else ''}")

@@ -2,7 +2,10 @@
 checkpoint, as a torch zip (.pt) or a safetensors file (.safetensors), chosen by DST's suffix."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from ..errors import PixelfolderError
 
 
 def add_parser(sub) -> None:
@@ -20,15 +23,50 @@ def add_parser(sub) -> None:
                    help="network to convert (G_ema, G or D of a pickle); 'all' writes DST stem + _g_ema/_g/_d "
                         "for each one present")
     p.add_argument("--params", help="PixelPyramids: the official params/<name>.json the checkpoint was trained with")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST (never SRC itself)")
     p.set_defaults(run=run)
 
 
+def local_source(spec: str) -> Path | None:
+    """The file SRC names on this machine (a run directory's latest snapshot), or None (URL, preset, zoo name)."""
+    path = Path(spec.split("#sha256=", 1)[0]).expanduser()
+    if path.is_dir():
+        from ..networks import latest_snapshot
+        try:
+            return latest_snapshot(path)
+        except PixelfolderError:
+            return None
+    return path if path.exists() else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_target(src: Path | None, dst: Path, overwrite: bool) -> None:
+    """Refuse DST when it is SRC (also through links), a directory, or an existing file without --overwrite."""
+    if not (dst.exists() or dst.is_symlink()):
+        return
+    if src is not None and dst.exists() and _same_file(src, dst):
+        raise PixelfolderError(f"{dst} is the source {src} itself (the same file): write the conversion elsewhere")
+    if dst.is_dir():
+        raise PixelfolderError(f"{dst} is a directory: give DST as a file name (e.g. {dst / 'network.pt'})")
+    if not overwrite:
+        raise PixelfolderError(f"{dst} already exists: pass --overwrite to replace it, or choose another DST")
+
+
 def run(args) -> int:
+    dst = Path(args.dst)
+    src = local_source(args.src)
+    if args.which != "all":
+        check_target(src, dst, args.overwrite)           # before torch is imported and SRC read
     from ..checkpoint import save
     from ..models import count_parameters
     from ..networks import open_spec
     from .common import writable_dir
-    dst = Path(args.dst)
     writable_dir(dst.parent if str(dst.parent) else ".")
     opened = open_spec(args.src, arch=args.arch, size=args.size, params=args.params)
     if args.which == "all":
@@ -37,6 +75,8 @@ def run(args) -> int:
     else:
         nets = {args.which: opened.network(args.which)}
         targets = {args.which: dst}
+    for target in targets.values():
+        check_target(src, target, args.overwrite)
     for name, model in nets.items():
         save(model, targets[name], model.metadata)
         size = getattr(model, "resolution", None)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import NETWORK_HELP, add_params_option, open_network, parse_device, writable_dir
+from .common import (NETWORK_HELP, add_params_option, finite_float, open_network, parse_device, seed_int,
+                     writable_dir)
 
 
 def add_parser(sub) -> None:
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=["all", "train", "test"], default="all",
                    help="real images: all, train (9 of 10) or test (every 10th, held out; use for bpd)")
     p.add_argument("--batch", type=int, default=32, help="images per generator/detector call (default 32)")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi for generated images (default 1)")
+    p.add_argument("--trunc", type=finite_float, default=1.0, help="truncation psi for generated images (default 1)")
     p.add_argument("--noise-mode", choices=["random", "const", "none"], default="random",
                    help="generator noise (default random: drawn from each image's seed, as NVlabs' metrics)")
     p.add_argument("--gen-dtype", choices=["fp32", "bf16"], default="fp32",
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--vgg", help="VGG16 weights (torchvision's vgg16-397923af.pth) for precision/recall and PPL")
     p.add_argument("--lpips", help="LPIPS linear heads (lpips/weights/v0.1/vgg.pth) for PPL")
     p.add_argument("--outdir", help="where metric-<name>.jsonl go (default: beside the network, else .)")
-    p.add_argument("--seed", type=int, default=0, help="first generator seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="first generator seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached real-image features")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import add_network_options, open_network, parse_device, parse_seeds, writable_dir
+from .common import (add_network_options, finite_float, nonnegative_int, open_network, parse_device, parse_seeds,
+                     positive_int, writable_dir)
 
 GRID_MAX = 64     # images in the grid: the first 64 seeds (memory stays flat for any number of seeds)
 
@@ -17,12 +18,12 @@ def add_parser(sub) -> None:
                    help="how a seed draws z: numpy = NVlabs' gen_images.py (seed N is the official seed-N image), "
                         "torch = a per-seed torch.Generator (default: the network's recorded convention: numpy for "
                         "NVlabs-family networks, torch for the others)")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
-    p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N w's")
+    p.add_argument("--trunc", type=finite_float, default=1.0, help="truncation psi (default 1 = none)")
+    p.add_argument("--trunc-cutoff", type=nonnegative_int, default=None, help="truncate only the first N w's")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=positive_int, default=None,
                    help="render size in px for any-resolution models (CIPS, INR-GAN, CREPS)")
-    p.add_argument("--scale", type=float, default=None,
+    p.add_argument("--scale", type=finite_float, default=None,
                    help="render at int(resolution x SCALE) px (any-resolution models; CREPS's gen_images --scale)")
     p.add_argument("--sampler", choices=["exact", "official"], default="exact",
                    help="likelihood models (PixelPyramids): exact ancestral sampling (default) or the official "
@@ -67,6 +68,16 @@ def sampler(args, G, device):
                                   scale=args.scale, seed_rng=args.seed_rng)
 
 
+def finite(images, seeds):
+    """The images, unless the network produced NaN or infinite values (damaged weights)."""
+    import torch
+    bad = [s for s, ok in zip(seeds, torch.isfinite(images).flatten(1).all(1).tolist()) if not ok]
+    if bad:
+        raise PixelfolderError(f"the network produced NaN or infinite values for seed(s) {bad[:5]}: its weights are "
+                               "damaged (check the checkpoint)")
+    return images
+
+
 def run(args) -> int:
     from ..atomic import atomic_write
     from ..data.images import save_uint8, to_uint8, uint8_grid
@@ -89,7 +100,7 @@ def run(args) -> int:
     thumbs, shape = [], None
     for start in range(0, len(seeds), args.batch):
         chunk = seeds[start:start + args.batch]
-        for seed, img in zip(chunk, to_uint8(draw(chunk)).numpy()):
+        for seed, img in zip(chunk, to_uint8(finite(draw(chunk), chunk)).numpy()):
             atomic_write(outdir / f"seed{seed:04d}.png", lambda tmp, img=img: save_uint8(img, tmp), suffix=".png")
             if grid is not None and len(thumbs) < GRID_MAX:
                 thumbs.append(img)

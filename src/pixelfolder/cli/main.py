@@ -1,38 +1,52 @@
-"""Entry point: `pixelfolder VERB ...`. User errors print one line and exit 2; tracebacks are for bugs."""
+"""Entry point: `pixelfolder VERB ...`. User errors print one line and exit 2; tracebacks are for bugs.
+
+Nothing heavy is imported before `main` runs, so Ctrl-C at any moment (torch's import included) exits 130 with
+one line.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from ..errors import PixelfolderError
-from . import bench, convert, evaluate, generate, models, prepare, train
 
-VERBS = [models, generate, convert, bench, prepare, train, evaluate]
+VERB_MODULES = ("models", "generate", "convert", "bench", "prepare", "train", "evaluate")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `pixelfolder VERB: error: ...` (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     from .. import __version__
-    parser = argparse.ArgumentParser(prog="pixelfolder", description="Efficient pixel-synthesis image generation.")
+    parser = Parser(prog="pixelfolder", description="Efficient pixel-synthesis image generation.")
     parser.add_argument("--version", action="version", version=f"pixelfolder {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb in VERBS:
-        verb.add_parser(sub)
+    for name in VERB_MODULES:
+        importlib.import_module(f".{name}", __package__).add_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.verb is None:
-        parser.print_help()
-        return 0
+    verb = "pixelfolder"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.verb is None:
+            parser.print_help()
+            return 0
+        verb = f"pixelfolder {args.verb}"
         return args.run(args) or 0
     except PixelfolderError as e:
-        print(f"pixelfolder {args.verb}: error: {e}", file=sys.stderr)
+        print(f"{verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pixelfolder {args.verb}: interrupted", file=sys.stderr)
+        print(f"{verb}: interrupted", file=sys.stderr)
         return 130
 
 

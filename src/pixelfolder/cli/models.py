@@ -1,8 +1,6 @@
 """`pixelfolder models`: every preset with its kind, resolution, parameters and forward GMACs."""
 from __future__ import annotations
 
-import torch
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list architectures and presets")
@@ -15,6 +13,7 @@ def add_parser(sub) -> None:
 
 def preset_cost(name: str, macs: bool = True) -> dict:
     """Parameters and per-image forward MACs of a preset, counted on the meta device (no memory, no compute)."""
+    import torch
     from .. import registry
     from ..metrics.cost import count_macs, count_parameters
     model = registry.create(name, device="meta", compute_w_avg=False).eval()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import NETWORK_HELP
+from .common import NETWORK_HELP, parse_device, positive_int
 
 DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "ema_kimg": 2.0}
 
@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile G and D for the main phases")
     p.add_argument("--workers", type=int, help="data-loader processes (default: 2 on GPU, 0 on CPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads per process (default: cores / processes)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log stats for TensorBoard")
     p.add_argument("--levels", help="likelihood models: comma-separated level indices to train (default: all; "
                                     "0 = finest). Levels are independent, so they can be trained separately")
@@ -85,6 +85,7 @@ def options_from_args(args):
 
 def run(args) -> int:
     opts = options_from_args(args)
+    parse_device(opts.device)                  # a device that does not exist here fails before anything is written
     if args.dry_run:
         print(json.dumps(dataclasses.asdict(opts), indent=2))
         return 0

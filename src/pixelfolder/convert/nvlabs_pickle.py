@@ -5,6 +5,14 @@ an allow-list: tensor globals are rebuilt by our own checked functions (storages
 `torch.load(weights_only=True)`), persistent objects become inert `PersistentRecord`s whose `module_src` is
 hashed and dropped (never compiled), a few known classes become inert stubs that only keep their state, and
 anything else is refused before it can run. The module tree is then walked like `nn.Module.state_dict()`.
+
+Memory and time stay proportional to the file: before unpickling, pickle_scan.scan replays the opcodes and refuses
+costly dict keys (hash bombs, unsalted keys crafted to collide) and memo indices far beyond the entries stored;
+the unpickler itself is the pure-Python one (its memo is a dict), whose BUILD only reaches our stand-ins (never a
+tensor: Tensor.__setstate__ would call an unchecked `set_`), whose REDUCE/NEWOBJ take tuples only, whose
+SETITEM(S)/APPEND(S)/ADDITEMS only fill real dicts, lists and sets, whose dict stand-ins (OrderedDict, EasyDict)
+take no constructor arguments (real pickles fill them by SETITEMS), and whose module sources and storages together
+may not decode to more than twice the file (shared references cannot make one payload decode many times).
 """
 from __future__ import annotations
 
@@ -12,8 +20,8 @@ import hashlib
 import io
 import math
 import pickle
-import pickletools
 import re
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConversionError
+from ..errors import CheckpointError, ConversionError
+from ..pickle_scan import MAX_KEY_NODES, scan  # noqa: F401  (MAX_KEY_NODES: re-exported)
+from ..torchfile import check_legacy_bytes
 
 NETWORKS = ("G", "D", "G_ema")
 MAX_DEPTH = 64        # module nesting depth accepted when walking the tree (real networks use < 10)
@@ -33,7 +43,8 @@ MAX_PLAIN_DEPTH = 32  # nesting of _init_kwargs (real ones nest < 5 deep)
 MAX_DIMS = 16         # tensor dimensions accepted
 MAX_BROADCAST_NUMEL = 1 << 24  # elements a tensor may have beyond its storage's (stride-0 views), 64 MiB of fp32
 SCALAR_KINDS = "biufc"  # numpy scalar kinds accepted (no objects, strings or structured dtypes)
-MAX_KEY_NODES = 10_000  # values inside one tuple hashed as a dict key or set item (hashing visits every one)
+MAX_DECODED_FACTOR = 2  # module sources and storages decoded, in bytes per byte of pickle (each once: 1)
+MAX_DECODED_FLOOR = 1 << 20
 DTYPE_SPEC = re.compile(r"[<>|=]?[biufc]\d{1,2}")  # numpy.dtype(spec) strings accepted, e.g. 'f8', '<i4', '|b1'
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # start of a legacy torch.save file
 
@@ -115,8 +126,23 @@ def _stub_class(module: str, name: str) -> type:
     return type(name, (_Stub,), {"qualname": f"{module}.{name}", "__module__": __name__})
 
 
-class EasyDict(dict):
+class _FilledBySetitems:
+    """Dict stand-ins that refuse constructor arguments: pickles fill them by SETITEMS, which the scan checked;
+    `OrderedDict(crafted pairs)` would hash keys nothing checked."""
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:
+            raise ConversionError(f"malformed network pickle: {type(self).__name__} called with arguments (pickles "
+                                  "fill dicts by SETITEMS)")
+        super().__init__()
+
+
+class EasyDict(_FilledBySetitems, dict):
     """Stand-in for dnnlib.util.EasyDict: a plain dict subclass."""
+
+
+class _OrderedDict(_FilledBySetitems, OrderedDict):
+    """Stand-in for collections.OrderedDict."""
 
 
 class DTypeSpec:
@@ -165,16 +191,84 @@ def _is_int(x) -> bool:
 
 
 def _int_tuple(x, what: str) -> tuple:
-    if not isinstance(x, (tuple, list)) or len(x) > MAX_DIMS or not all(_is_int(v) and v >= 0 for v in x):
+    if not isinstance(x, (tuple, list)) or len(x) > MAX_DIMS or not all(_is_int(v) and 0 <= v < 1 << 62 for v in x):
         raise ConversionError(f"malformed network pickle: bad tensor {what} ({_brief(x)})")
     return tuple(x)
 
 
-class NetworkUnpickler(pickle.Unpickler):
-    """Unpickler whose only reachable globals are the checked stand-ins below; everything else is refused."""
+def _stack_target(u) -> object:
+    """The object below the topmost mark (what SETITEMS, APPENDS and ADDITEMS fill)."""
+    return u.metastack[-1][-1]
 
-    def __init__(self, file):
+
+def _require(what: str, obj, kinds: tuple, opcode: str) -> None:
+    if not isinstance(obj, kinds):
+        raise ConversionError(f"malformed network pickle: {opcode} on {what} {type(obj).__name__} "
+                              f"(only {'/'.join(k.__name__ for k in kinds)})")
+
+
+BUILD_TYPES = (_Stub, DTypeSpec, PersistentRecord)   # PersistentRecord's refuses; tensors are never among them
+
+
+def _check_build(u) -> None:
+    inst = u.stack[-2]
+    if not isinstance(inst, BUILD_TYPES):
+        raise ConversionError(f"malformed network pickle: BUILD on a {type(inst).__name__} (only module stand-ins "
+                              "and numpy dtypes take a state)")
+
+
+def _check_newobj(u, kwargs: bool = False) -> None:
+    if kwargs:
+        k = u.stack[-1]
+        if type(k) is not dict or not all(isinstance(n, str) for n in k):
+            raise ConversionError("malformed network pickle: NEWOBJ_EX keyword arguments are not a dict of names")
+    args, cls = u.stack[-1 - kwargs], u.stack[-2 - kwargs]
+    if type(args) is not tuple or not isinstance(cls, type):
+        raise ConversionError("malformed network pickle: NEWOBJ of a non-class or with non-tuple arguments")
+
+
+_GUARDS = {
+    pickle.BUILD: _check_build,
+    pickle.REDUCE: lambda u: type(u.stack[-1]) is tuple or _fail("REDUCE arguments are not a tuple"),
+    pickle.NEWOBJ: _check_newobj,
+    pickle.NEWOBJ_EX: lambda u: _check_newobj(u, kwargs=True),
+    pickle.SETITEM: lambda u: _require("a", u.stack[-3], (dict,), "SETITEM"),
+    pickle.SETITEMS: lambda u: _require("a", _stack_target(u), (dict,), "SETITEMS"),
+    pickle.APPEND: lambda u: _require("a", u.stack[-2], (list,), "APPEND"),
+    pickle.APPENDS: lambda u: _require("a", _stack_target(u), (list,), "APPENDS"),
+    pickle.ADDITEMS: lambda u: _require("a", _stack_target(u), (set,), "ADDITEMS"),
+}
+
+
+def _fail(problem: str):
+    raise ConversionError(f"malformed network pickle: {problem}")
+
+
+def _guarded(opcode: bytes, check):
+    base = pickle._Unpickler.dispatch[opcode[0]]
+
+    def load(self):
+        check(self)
+        base(self)
+    return load
+
+
+class NetworkUnpickler(pickle._Unpickler):
+    """Unpickler whose only reachable globals are the checked stand-ins below; everything else is refused.
+
+    The pure-Python unpickler (memo in a dict, not an array sized by the largest index), with guarded opcodes.
+    """
+
+    dispatch = {**pickle._Unpickler.dispatch, **{op[0]: _guarded(op, check) for op, check in _GUARDS.items()}}
+
+    def __init__(self, file, size: int | None = None):
         super().__init__(file)
+        if size is None:
+            here = file.tell()
+            size = file.seek(0, io.SEEK_END) - here
+            file.seek(here)
+        self._decoded = _Budget(MAX_DECODED_FACTOR * size + MAX_DECODED_FLOOR, "data decoded from shared payloads")
+        self._sources: dict = {}       # id(module_src) -> (module_src, sha256, defines)
         easydict = type("EasyDict", (EasyDict,), {"__module__": __name__})
         self._globals = {
             ("torch_utils.persistence", "_reconstruct_persistent_obj"): self._persistent_obj,
@@ -184,7 +278,7 @@ class NetworkUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "scalar"): self._numpy_scalar,
             ("numpy.core.multiarray", "scalar"): self._numpy_scalar,
             ("numpy", "dtype"): self._numpy_dtype,
-            ("collections", "OrderedDict"): OrderedDict,
+            ("collections", "OrderedDict"): _OrderedDict,
             ("dnnlib.util", "EasyDict"): easydict,
         }
         for module, names in STUB_CLASSES.items():
@@ -193,7 +287,8 @@ class NetworkUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         found = self._globals.get((module, name))
         if found is None:
-            raise ConversionError(f"refusing to unpickle {module}.{name}: not a known NVlabs network-pickle global")
+            raise ConversionError(f"refusing to unpickle {_printable(f'{module}.{name}')}: not a known NVlabs "
+                                  "network-pickle global")
         return found
 
     def persistent_load(self, pid):
@@ -205,16 +300,31 @@ class NetworkUnpickler(pickle.Unpickler):
               and isinstance(meta.get("class_name"), str) and isinstance(meta.get("state"), dict))
         if not ok:
             raise ConversionError("malformed network pickle: persistent object without class_name/module_src/state")
-        src = meta["module_src"]   # hashed and scanned as text only; never compiled
-        defines = tuple(re.findall(r"^class\s+(\w+)", src, flags=re.M))
-        sha = hashlib.sha256(src.encode("utf-8")).hexdigest()
+        sha, defines = self._source_digest(meta["module_src"])
         return PersistentRecord(meta["class_name"], meta.get("version"), sha, defines, meta["state"])
+
+    def _source_digest(self, src: str) -> tuple:
+        """(sha256, classes defined) of a module_src, once per string object (modules share it by memo)."""
+        known = self._sources.get(id(src))
+        if known is None:
+            self._decoded.spend(len(src))      # hashed and scanned as text only; never compiled
+            defines = tuple(re.findall(r"^class\s+(\w+)", src, flags=re.M))
+            known = self._sources[id(src)] = (src, hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest(),
+                                              defines)
+        return known[1], known[2]
 
     def _load_storage(self, b):
         if not isinstance(b, (bytes, bytearray)):
             raise ConversionError("malformed network pickle: storage payload is not bytes")
+        self._decoded.spend(len(b))
         try:
-            storage = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+            check_legacy_bytes(b, "")
+        except CheckpointError as e:
+            raise ConversionError(f"unreadable tensor storage in network pickle: {e}") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")          # crafted payloads must not print torch's warnings
+                storage = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001  (weights_only refusals and corrupt data alike)
             raise ConversionError(f"unreadable tensor storage in network pickle: {_first_line(e)}") from None
         if not isinstance(storage, torch.storage.TypedStorage):
@@ -223,7 +333,7 @@ class NetworkUnpickler(pickle.Unpickler):
 
     def _rebuild_tensor(self, storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
         """Checked equivalent of torch._utils._rebuild_tensor_v2 (no hooks, no metadata, in bounds)."""
-        if not isinstance(storage, torch.storage.TypedStorage) or not _is_int(offset) or offset < 0:
+        if not isinstance(storage, torch.storage.TypedStorage) or not _is_int(offset) or not 0 <= offset < 1 << 62:
             raise ConversionError("malformed network pickle: bad tensor storage or offset")
         size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
         if len(size) != len(stride) or hooks or metadata:
@@ -264,6 +374,11 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
+def _printable(text: str) -> str:
+    """Untrusted text for a one-line message: as it is when short and printable, else its repr (cut)."""
+    return text if len(text) <= 120 and text.isprintable() else repr(text[:80])
+
+
 def _shape(size: tuple) -> str:
     return str(size) if all(n < 1 << 63 for n in size) else f"({len(size)} dims, some huge)"
 
@@ -277,59 +392,9 @@ def _brief(x) -> str:
     return f"a {type(x).__name__}"
 
 
-_TUPLE_N = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
-
-
-def _check_hash_costs(data: bytes) -> None:
-    """Refuse dict keys and set items that are tuples of many (shared) values before the real unpickler hashes them.
-
-    `x = (x, x)` repeated 40 times is a few hundred bytes of pickle whose hash visits 2**40 values. This replays the
-    pickle machine's stack with each value's node count instead of the value (tuples sum their items, all else 1).
-    """
-    stack, marks, memo, cap = [], [], {}, MAX_KEY_NODES + 1
-
-    def pop_to_mark() -> list:
-        start = marks.pop()
-        items = stack[start:]
-        del stack[start:]
-        return items
-
-    def check(nodes) -> None:
-        if any(n > MAX_KEY_NODES for n in nodes):
-            raise ConversionError(f"malformed network pickle: dict key or set item of more than {MAX_KEY_NODES} "
-                                  "values (shared references?)")
-
-    try:
-        for op, arg, _ in pickletools.genops(data):
-            name = op.name
-            if name == "MARK":
-                marks.append(len(stack))
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo[arg])
-            elif name == "DUP":
-                stack.append(stack[-1])
-            elif name == "TUPLE" or name in _TUPLE_N:
-                items = pop_to_mark() if name == "TUPLE" else [stack.pop() for _ in range(_TUPLE_N[name])]
-                stack.append(min(1 + sum(items), cap))
-            else:
-                if name == "SETITEM":
-                    check(stack[-2:-1])
-                below = len(op.stack_before)
-                if pickletools.markobject in op.stack_before:
-                    items = pop_to_mark()
-                    check(items[0::2] if name in ("SETITEMS", "DICT") else
-                          items if name in ("ADDITEMS", "FROZENSET") else ())
-                    below = op.stack_before.index(pickletools.markobject)
-                if below > len(stack):
-                    raise IndexError("stack underflow")
-                del stack[len(stack) - below:]
-                stack.extend([1] * len(op.stack_after))
-    except (ValueError, IndexError, KeyError) as e:
-        if isinstance(e, ConversionError):
-            raise
-        raise ConversionError(f"truncated or corrupt network pickle ({_first_line(e)})") from None
+def _check_costs(data: bytes) -> None:
+    """Refuse costly dict keys, colliding keys and far memo indices before the real unpickler runs (pickle_scan)."""
+    scan(data, what="network pickle", error=ConversionError)
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -342,9 +407,9 @@ def looks_like_network_pickle(path) -> bool:
 
 def loads_network_pickle(data: bytes) -> object:
     """Unpickle bytes with `NetworkUnpickler`; every failure is a one-line ConversionError."""
-    _check_hash_costs(data)
+    _check_costs(data)
     try:
-        return NetworkUnpickler(io.BytesIO(data)).load()
+        return NetworkUnpickler(io.BytesIO(data), len(data)).load()
     except ConversionError:
         raise
     except RecursionError:
@@ -398,7 +463,7 @@ def _entries(state: dict, key: str, prefix: str, budget: _Budget) -> dict:
         raise ConversionError(f"malformed network pickle: {prefix}{key} is not a dict of names")
     budget.spend(len(value))
     for name in value:
-        if not isinstance(name, str) or len(prefix) + len(name) > MAX_KEY_CHARS:
+        if not isinstance(name, str) or len(prefix) + len(name) > MAX_KEY_CHARS or not name.isprintable():
             raise ConversionError(f"malformed network pickle: {prefix}{key} holds a bad name {_brief(name)}")
     return value
 

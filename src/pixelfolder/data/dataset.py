@@ -1,6 +1,8 @@
 """Reading prepared datasets (LMDB, zip, or a raw folder of images) as CHW tensors."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -43,6 +45,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise PixelfolderError(f"resolution must be >= 1 (got {resolution})")
         self.source = require_images(open_source(path, prefer_size=resolution))
         self.path, self.xflip, self.dtype = self.source.path, bool(xflip), dtype
+        _warn_skipped(self.source)
         self._resolution = resolution
         self.split = split
         self.indices = split_indices(len(self.source), split)
@@ -93,6 +96,15 @@ class ImageDataset(torch.utils.data.Dataset):
         return (f"ImageDataset({str(self.path)!r}, {self.source.kind}, {self.num_images} images"
                 f"{f', split={self.split}' if self.split != 'all' else ''}"
                 f"{', xflip' if self.xflip else ''}{f', resolution={self._resolution}' if self._resolution else ''})")
+
+
+def _warn_skipped(source) -> None:
+    """One stderr line for the FIFOs, devices and sockets a folder holds under image names (never read)."""
+    skipped = getattr(source, "skipped", ())
+    if skipped:
+        name, why = skipped[0]
+        print(f"warning: {source.path}: skipped {len(skipped)} file(s) that are not regular files "
+              f"(e.g. {name}: {why})", file=sys.stderr)
 
 
 def open_dataset(spec, resolution: int | None = None, **kwargs) -> ImageDataset:

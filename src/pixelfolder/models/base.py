@@ -122,11 +122,14 @@ class Generator(nn.Module):
         """Recompute w_avg from `num_samples` seeded z and return it (1, w_dim)."""
         return self.mapping.compute_w_avg(num_samples, seed).unsqueeze(0)
 
-    def _check_args(self, z, c, truncation_psi, noise_mode, ws, size) -> None:
+    def _check_args(self, z, c, truncation_psi, noise_mode, ws, size, truncation_cutoff=None) -> None:
         if c is not None:
             raise PixelfolderError(f"{self.arch} is unconditional: pass c=None")
         if noise_mode not in NOISE_MODES:
             raise PixelfolderError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if truncation_cutoff is not None and (isinstance(truncation_cutoff, bool) or int(truncation_cutoff) !=
+                                              truncation_cutoff or truncation_cutoff < 0):
+            raise PixelfolderError(f"truncation_cutoff must be a whole number >= 0, got {truncation_cutoff!r}")
         if not (math.isfinite(truncation_psi) and PSI_RANGE[0] <= truncation_psi <= PSI_RANGE[1]):
             raise PixelfolderError(f"truncation_psi must be in [{PSI_RANGE[0]}, {PSI_RANGE[1]}], got {truncation_psi}")
         if ws is None:
@@ -182,7 +185,7 @@ class Generator(nn.Module):
         `return_stages`: also return the list of per-stage images (PixelFolder).
         """
         size = self.output_size(size, scale)
-        self._check_args(z, c, truncation_psi, noise_mode, ws, size)
+        self._check_args(z, c, truncation_psi, noise_mode, ws, size, truncation_cutoff)
         self.check_render_memory(z.shape[0] if ws is None else ws.shape[0], size)
         if ws is None:
             ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

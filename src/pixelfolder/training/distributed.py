@@ -24,6 +24,9 @@ def init(device_pref: str = "auto") -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        from ..errors import PixelfolderError
+        raise PixelfolderError(f"--device {device_pref}: no CUDA device is available (use --device cpu or auto)")
     device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)

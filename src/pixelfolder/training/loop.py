@@ -20,7 +20,7 @@ from . import distributed as dist_utils
 from .options import RECIPES, TrainOptions, ema_beta, lazy_adam
 from .phases import Context, build_phases
 from .randomness import chunk_indices, generators, rand
-from .rundir import STATE, RunDir, model_from, read_state
+from .rundir import STATE, RunDir, model_from, read_state, snapshot_label
 
 
 class TrainingDiverged(PixelfolderError):
@@ -131,15 +131,70 @@ def finetuning_networks(nets: dict, G, D):
     return G_new.train(), D_new and D_new.train(), G_ema.eval()
 
 
-def make_loader(opts, world, local_batch, start_step):
+class BatchProblem(str):
+    """What a data-loader worker hands back instead of a batch: the one-line reason training cannot go on."""
+
+
+class CheckedImages(torch.utils.data.Dataset):
+    """A training dataset whose unreadable images come back as a BatchProblem (one line also from a worker)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except PixelfolderError as e:
+            return BatchProblem(str(e))
+
+
+class SameSizeCollate:
+    """Stack images of the expected (C, H, W) shape; a BatchProblem naming both sizes when one differs."""
+
+    def __init__(self, shape: tuple, path):
+        self.shape, self.path = tuple(shape), path
+
+    def __call__(self, items):
+        for item in items:
+            if isinstance(item, BatchProblem):
+                return item
+            if tuple(item.shape) != self.shape:
+                return BatchProblem(mixed_sizes(self.path, self.shape, tuple(item.shape)))
+        return torch.stack(items)
+
+
+def mixed_sizes(path, shape: tuple, other: tuple) -> str:
+    return (f"{path} holds images of different sizes ({shape[2]}x{shape[1]} and {other[2]}x{other[1]} px): pass "
+            f"--resolution {shape[1]} to crop and resize them on the fly, or prepare the data at one size "
+            "(pixelfolder prepare)")
+
+
+def next_batch(loader) -> torch.Tensor:
+    batch = next(loader)
+    if isinstance(batch, BatchProblem):
+        raise PixelfolderError(str(batch))
+    return batch
+
+
+def make_loader(opts, world, local_batch, start_step, resolution: int):
+    """(dataset, iterator of uint8 batches); the first image's size must be the network's `resolution`."""
     from torch.utils.data import DataLoader
 
     from ..data import InfiniteSampler, open_dataset
     dataset = open_dataset(opts.data, resolution=opts.resolution, split=opts.split)
+    shape = dataset.image_shape
+    if shape[1:] != (resolution, resolution):
+        raise PixelfolderError(f"{dataset.path} holds {shape[2]}x{shape[1]} px images (image 0), but {opts.preset} "
+                               f"trains at {resolution}x{resolution} px: pass --resolution {resolution} to resize "
+                               f"them on the fly, or prepare the data at {resolution} px")
     sampler = InfiniteSampler(len(dataset), seed=opts.seed, rank=world.rank, world_size=world.world_size,
                               start=start_step * local_batch)
-    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=opts.workers,
-                        pin_memory=torch.cuda.is_available(), persistent_workers=opts.workers > 0)
+    loader = DataLoader(CheckedImages(dataset), batch_size=local_batch, sampler=sampler, num_workers=opts.workers,
+                        collate_fn=SameSizeCollate(shape, dataset.path), pin_memory=torch.cuda.is_available(),
+                        persistent_workers=opts.workers > 0)
     return dataset, iter(loader)
 
 
@@ -198,11 +253,12 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
     if hasattr(G_ema, "mapping"):
         G_ema.mapping.compute_w_avg()
     grid = image_grid(G_ema.sample(list(range(opts.grid_seeds)), batch_size=8))
-    run.save_grid(grid, int(kimg_now))
+    label = snapshot_label(state["nimg"])          # one name per snapshot, also for fractional --snap
+    run.save_grid(grid, label)
     meta = {"kimg": kimg_now, "step": state["step"], "training_options": dataclasses.asdict(opts)}
-    path = run.save_network(G_ema, int(kimg_now), meta)
+    path = run.save_network(G_ema, label, meta)
     run.save_state(state)
-    run.log(f"snapshot at kimg {kimg_now:.1f}: {path.name}, training-state.pt")
+    run.log(f"snapshot at kimg {kimg_now:.3f}: {path.name}, training-state.pt")
     if opts.metrics:
         from ..data import open_dataset
         from ..metrics import compute_records, write_jsonl
@@ -217,7 +273,14 @@ def snapshot(run, opts, G_ema, make_state, kimg_now):
 
 def training_loop(opts: TrainOptions) -> TrainingResult:
     world, device = dist_utils.init(opts.device)
-    run = RunDir(opts.run_dir, active=world.is_main, tensorboard=opts.tensorboard)
+    run = RunDir(opts.run_dir, active=world.is_main, tensorboard=opts.tensorboard)   # locks the directory
+    try:
+        return _train(opts, world, device, run)
+    finally:
+        run.close()
+
+
+def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
     if opts.batch % world.world_size:
         raise PixelfolderError(f"--batch {opts.batch} is not divisible by the {world.world_size} processes")
     local_batch = opts.batch // world.world_size
@@ -238,6 +301,7 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
         run.log(f"already trained to kimg {step * opts.batch / 1000:.1f} >= --kimg {opts.kimg:g}: nothing to do")
         run.flush()
         return TrainingResult(run.path, step, G, D, G_ema)
+    dataset, loader = make_loader(opts, world, local_batch, step, G.resolution)     # bad data fails early
     if opts.levels:
         freeze_unselected_levels(G, opts.levels)
     opt_G, opt_D = make_optimizers(G, D, opts)
@@ -254,7 +318,6 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
     G_synthesis = getattr(G, "synthesis", G)
     G_synthesis = torch.compile(G_synthesis) if opts.compile else G_synthesis
     D_forward = torch.compile(D) if opts.compile and D is not None else D
-    dataset, loader = make_loader(opts, world, local_batch, step)
     phases, beta = build_phases(opts, G.kind), ema_beta(opts.batch, opts.ema_kimg)
     lr_decay = RECIPES[opts.model].lr_decay
     run.write_options(opts)
@@ -275,7 +338,7 @@ def training_loop(opts: TrainOptions) -> TrainingResult:
         snapshot(run, opts, G_ema, current_state, 0.0)
     try:
         while True:
-            reals = real_batch(opts, world, step, next(loader), device, as_uint8=likelihood)
+            reals = real_batch(opts, world, step, next_batch(loader), device, as_uint8=likelihood)
             ctx = Context(G, D, G_synthesis, D_forward, opts, step, device, autocast, pl_mean)
             nets, optims = {"G": G, "D": D}, {"G": opt_G, "D": opt_D}
             set_decayed_lr(opt_G, opts.glr, lr_decay, step)

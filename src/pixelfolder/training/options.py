@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 from ..errors import PixelfolderError
@@ -117,6 +118,7 @@ def resolve(opts: TrainOptions) -> TrainOptions:
         raise PixelfolderError(f"--dtype must be one of {DTYPES}")
     if opts.augment not in AUGMENTS:
         raise PixelfolderError(f"--augment must be one of {AUGMENTS}")
+    check_values(opts)                         # the given values, before anything imports torch
     r = RECIPES[opts.model]
     preset = opts.preset or default_preset(opts)
     fill = {
@@ -126,6 +128,7 @@ def resolve(opts: TrainOptions) -> TrainOptions:
         "split": "train" if opts.model == "pixelpyramids" else "all", "preset": preset,
     }
     opts = dataclasses.replace(opts, **{k: v for k, v in fill.items() if getattr(opts, k) is None})
+    check_values(opts)
     if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
         raise PixelfolderError("--batch and --batch-gpu must be >= 1")
     if opts.split not in ("all", "train"):
@@ -137,6 +140,41 @@ def resolve(opts: TrainOptions) -> TrainOptions:
     if not 0.0 <= opts.mixing <= 1.0:
         raise PixelfolderError("--mixing must be a probability in [0, 1]")
     return opts
+
+
+SEED_LIMIT = 2 ** 63
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# option -> (smallest allowed, whether the smallest is excluded); every float must also be finite
+RANGES = {"kimg": (0, True), "snap_kimg": (0, True), "time_limit_min": (0, True), "gamma": (0, False),
+          "pl_weight": (0, False), "ema_kimg": (0, False), "glr": (0, True), "dlr": (0, True),
+          "mixing": (0, False), "r1_every": (1, False), "pl_every": (1, False), "workers": (0, False),
+          "batch": (1, False), "batch_gpu": (1, False), "metric_num_gen": (1, False), "resolution": (1, False),
+          "grid_seeds": (1, False), "seed": (0, False)}
+
+
+def _flag(name: str) -> str:
+    return "--" + {"snap_kimg": "snap", "time_limit_min": "time-limit"}.get(name, name).replace("_", "-")
+
+
+def check_values(opts: TrainOptions) -> None:
+    """Every numeric option finite, of the right type and in range; the device one that exists in torch's naming."""
+    for name, (low, exclusive) in RANGES.items():
+        value = getattr(opts, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PixelfolderError(f"{_flag(name)} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < low or (exclusive and value == low):
+            raise PixelfolderError(f"{_flag(name)} must be a finite number {'>' if exclusive else '>='} {low}, "
+                                   f"got {value}")
+    for name in ("r1_every", "pl_every", "workers", "batch", "batch_gpu", "metric_num_gen", "resolution", "seed"):
+        value = getattr(opts, name)
+        if value is not None and int(value) != value:
+            raise PixelfolderError(f"{_flag(name)} must be a whole number, got {value}")
+    if opts.seed >= SEED_LIMIT:
+        raise PixelfolderError(f"--seed must be below 2**63, got {opts.seed}")
+    if not DEVICE.fullmatch(str(opts.device)):
+        raise PixelfolderError(f"--device must be auto, cpu, cuda or cuda:N, got {opts.device!r}")
 
 
 def lazy_adam(lr: float, interval: int) -> tuple[float, tuple[float, float]]:
