@@ -236,3 +236,11 @@ def test_fifo_and_special_files_are_refused(tmp_path):
     os.mkfifo(tmp_path / "fifo.pt")
     with pytest.raises(PixelfolderError, match="not a regular file"):
         pixelfolder.load(tmp_path / "fifo.pt")
+
+
+def test_a_dataset_zip_is_not_taken_for_a_checkpoint(tmp_path):
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as z:
+        z.writestr("00000/img00000000.png", b"\x89PNG not really")
+        z.writestr("dataset.json", "{}")
+    with pytest.raises(PixelfolderError, match="zip without a torch checkpoint inside .*dataset zip"):
+        pixelfolder.load(tmp_path / "data.zip")

@@ -80,8 +80,10 @@ def _check_zip(f, size: int, label) -> None:
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, IndexError, NotImplementedError) as e:
         _refuse(label, f"is a damaged zip ({_first_line(e)}): re-copy or re-download it")
     infos = z.infolist()
-    _check_members(infos, size, label)
     prefix = infos[0].filename.split("/", 1)[0] if infos else ""
+    if f"{prefix}/data.pkl" not in {i.filename for i in infos}:
+        _refuse(label, "is a zip without a torch checkpoint inside (no data.pkl: a dataset zip?); pass a network file")
+    _check_members(infos, size, label)
     data_pkl = _read_members(z, infos, f"{prefix}/data.pkl", label)
     if data_pkl is not None:
         sizes = {i.filename: i.file_size for i in infos}
