@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_torch_save, atomic_write
-from .errors import CheckpointError, PixelfolderError
+from .errors import CheckpointError, PixelfolderError, first_line
 from .registry import architecture, config_from_dict
 
 FORMAT = "pixelfolder-checkpoint"
@@ -58,14 +58,14 @@ def save_safetensors(record: dict, path) -> None:
 
 def read_safetensors(path) -> dict:
     """The record of a safetensors file written by `save` (tensors on the CPU)."""
-    st = _safetensors()
+    _safetensors()
     try:
         from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt") as f:       # one read: header and tensors
             header = f.metadata() or {}
-        state_dict = st.load_file(str(path))
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001  (safetensors raises its own kinds for damaged files)
-        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     if header.get("format") != json.dumps(FORMAT):
         raise CheckpointError(f"{path} is a safetensors file without a pixelfolder record (arch and config) in its "
                               "metadata: only files written by pixelfolder.save can be opened")
@@ -85,11 +85,6 @@ def save(model, path, metadata: dict | None = None) -> None:
         save_safetensors(record, path)
     else:
         atomic_torch_save(record, path)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def read_record(path) -> dict:
@@ -252,15 +247,3 @@ def restore_seed_rng(model, recorded) -> None:
         except PixelfolderError:
             raise CheckpointError(f"the checkpoint's seed_rng {recorded!r} is neither numpy nor torch") from None
         model.seed_rng = recorded
-
-
-def load_checkpoint(path, device=None, channels_last: bool = True):
-    """Read a file written by `save` (.pt or .safetensors); the model in eval mode (with `.metadata`).
-
-    channels_last (default) stores conv weights NHWC, the faster layout for our convolutions on CPUs and GPUs.
-    For any other network (official files, URLs, presets, run directories) use `pixelfolder.load`.
-    """
-    model = from_record(read_record(path), source=str(path))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device) if device is not None else model

@@ -24,13 +24,13 @@ from typing import Callable
 
 import torch
 
-from .errors import CheckpointError, ConversionError, PixelfolderError
+from .errors import CheckpointError, ConversionError, PixelfolderError, first_line
+from .torchfile import ZIP_MAGIC, check_tensors, check_torch_file
 
 NETWORK_NAMES = ("g_ema", "g", "d")
 FORMATS_TRIED = ("a pixelfolder checkpoint (.pt or .safetensors), an official PyTorch checkpoint (train.py dict or "
                  "state_dict), an NVlabs network pickle, a PixelPyramids checkpoint (with --params)")
-ZIP_MAGIC = b"PK\x03\x04"
-LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"    # the start of a legacy torch.save file
 MAX_SAFETENSORS_HEADER = 100 << 20      # safetensors' own limit on its JSON header, bytes
 SNAPSHOT = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)\.(pt|pkl|safetensors)$")
 MAX_DOWNLOAD_BYTES = int(os.environ.get("PIXELFOLDER_MAX_DOWNLOAD_BYTES", 16 << 30))
@@ -213,7 +213,6 @@ def torch_load(path: Path):
 
     The file is checked first (torchfile.check_torch_file: STORED zip members no larger than the file, CRCs,
     declared storage sizes, the pickle's hashing costs) and the loaded tensors after (no huge stride-0 views)."""
-    from .torchfile import check_tensors, check_torch_file
     check_torch_file(path)
     try:
         with warnings.catch_warnings():
@@ -226,8 +225,7 @@ def torch_load(path: Path):
             raise CheckpointError(f"{path} holds pickled Python classes ({refused}); pixelfolder never unpickles "
                                   "code: re-save its tensors as plain dicts (state_dicts), or use a safetensors "
                                   "file") from None
-        first = message.strip().splitlines()[0][:200] if message.strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line(e)})") from None
     check_tensors(obj, path)
     return obj
 

@@ -26,7 +26,7 @@ import zipfile
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .pickle_scan import Global, scan
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -78,7 +78,7 @@ def _check_zip(f, size: int, label) -> None:
     try:
         z = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, IndexError, NotImplementedError) as e:
-        _refuse(label, f"is a damaged zip ({_first_line(e)}): re-copy or re-download it")
+        _refuse(label, f"is a damaged zip ({first_line(e, typed=True, limit=160)}): re-copy or re-download it")
     infos = z.infolist()
     prefix = infos[0].filename.split("/", 1)[0] if infos else ""
     if f"{prefix}/data.pkl" not in {i.filename for i in infos}:
@@ -129,8 +129,8 @@ def _read_members(z, infos, data_name: str, label) -> bytes | None:
                     if keep:
                         parts.append(chunk)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
-            _refuse(label, f"is damaged ({_first_line(e)}; a bit flip or a truncated copy?): re-copy or "
-                           "re-download it")
+            _refuse(label, f"is damaged ({first_line(e, typed=True, limit=160)}; a bit flip or a truncated copy?): "
+                           "re-copy or re-download it")
         if keep:
             data = b"".join(parts)
     return data
@@ -216,9 +216,6 @@ def _brief(x) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
 
 
 __all__ = ["check_torch_file", "check_legacy_bytes", "check_tensors", "MAX_MEMBERS"]

@@ -59,16 +59,6 @@ def _bounded_int(text: str, low: int) -> int:
     return value
 
 
-def int_in(low: int, high: int):
-    """An argparse type: a whole number in [low, high]."""
-    def parse(text: str) -> int:
-        value = _bounded_int(text, low)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
-        return value
-    return parse
-
-
 def seed_int(text: str) -> int:
     value = _bounded_int(text, 0)
     if value >= 2 ** 63:
@@ -83,13 +73,6 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConversionError
-from ..pickle_scan import MAX_KEY_NODES, scan  # noqa: F401  (MAX_KEY_NODES: re-exported)
+from ..errors import CheckpointError, ConversionError, first_line
+from ..pickle_scan import scan
 from ..torchfile import check_legacy_bytes
 
 NETWORKS = ("G", "D", "G_ema")
@@ -46,7 +46,6 @@ SCALAR_KINDS = "biufc"  # numpy scalar kinds accepted (no objects, strings or st
 MAX_DECODED_FACTOR = 2  # module sources and storages decoded, in bytes per byte of pickle (each once: 1)
 MAX_DECODED_FLOOR = 1 << 20
 DTYPE_SPEC = re.compile(r"[<>|=]?[biufc]\d{1,2}")  # numpy.dtype(spec) strings accepted, e.g. 'f8', '<i4', '|b1'
-LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # start of a legacy torch.save file
 
 # sha256 of module_src -> the official file it is (found in the reference snapshots).
 KNOWN_SOURCES = {
@@ -326,7 +325,8 @@ class NetworkUnpickler(pickle._Unpickler):
                 warnings.simplefilter("ignore")          # crafted payloads must not print torch's warnings
                 storage = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001  (weights_only refusals and corrupt data alike)
-            raise ConversionError(f"unreadable tensor storage in network pickle: {_first_line(e)}") from None
+            raise ConversionError("unreadable tensor storage in network pickle: "
+                                  f"{first_line(e, typed=True, limit=None)}") from None
         if not isinstance(storage, torch.storage.TypedStorage):
             raise ConversionError("malformed network pickle: storage payload holds no tensor storage")
         return storage
@@ -369,9 +369,6 @@ class NetworkUnpickler(pickle._Unpickler):
         return np.frombuffer(b, dt)[0]
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
 def _printable(text: str) -> str:
@@ -399,10 +396,9 @@ def _check_costs(data: bytes) -> None:
 
 # --------------------------------------------------------------------------------------------------- reading
 def looks_like_network_pickle(path) -> bool:
-    """A raw pickle (protocol >= 2) that is neither a zip nor a legacy torch.save file."""
-    with open(path, "rb") as f:
-        head = f.read(len(LEGACY_TORCH_MAGIC))
-    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and head != LEGACY_TORCH_MAGIC
+    """A raw pickle (protocol >= 2) that is neither a zip nor a legacy torch.save file (pixelfolder.networks.sniff)."""
+    from ..networks import sniff
+    return sniff(Path(path)) == "pickle"
 
 
 def loads_network_pickle(data: bytes) -> object:
@@ -415,9 +411,10 @@ def loads_network_pickle(data: bytes) -> object:
     except RecursionError:
         raise ConversionError("malformed network pickle: nested too deeply") from None
     except (EOFError, pickle.UnpicklingError) as e:
-        raise ConversionError(f"truncated or corrupt network pickle ({_first_line(e)})") from None
+        raise ConversionError(f"truncated or corrupt network pickle ({first_line(e, typed=True, limit=None)})"
+                              ) from None
     except Exception as e:  # noqa: BLE001  (crafted opcodes fail in arbitrary ways; none of them run code)
-        raise ConversionError(f"malformed network pickle ({_first_line(e)})") from None
+        raise ConversionError(f"malformed network pickle ({first_line(e, typed=True, limit=None)})") from None
 
 
 def read_network_pickle(path) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PixelfolderError
+from ..errors import PixelfolderError, first_line
 
 PYTORCH_FID_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
@@ -120,7 +120,7 @@ def read_state_dict(path) -> dict:
     except CheckpointError as e:
         raise PixelfolderError(f"{path} is not a readable weights file ({str(e).strip()})") from None
     except Exception as e:  # noqa: BLE001
-        raise PixelfolderError(f"{path} is not a readable weights file ({_first_line(e)})") from None
+        raise PixelfolderError(f"{path} is not a readable weights file ({first_line(e)})") from None
     check_tensors(obj, path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         obj = obj["state_dict"]
@@ -144,7 +144,7 @@ def read_fid_helper_state_dict(path: Path) -> dict:
             warnings.simplefilter("ignore", DeprecationWarning)      # torch.jit.load: deprecated in 2.9+
             return dict(torch.jit.load(io.BytesIO(data), map_location="cpu").state_dict())
     except Exception as e:  # noqa: BLE001
-        raise PixelfolderError(f"{path} is a TorchScript archive that cannot be read ({_first_line(e)})") from None
+        raise PixelfolderError(f"{path} is a TorchScript archive that cannot be read ({first_line(e)})") from None
 
 
 def _name(key) -> str:
@@ -152,9 +152,6 @@ def _name(key) -> str:
     return key if isinstance(key, str) and len(key) <= 120 and key.isprintable() else repr(key)[:80]
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 # ------------------------------------------------------------------------------------------ Inception key mapping
@@ -337,7 +334,7 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> Path | None:
         print(f"note: downloaded {url} to {dest}", file=sys.stderr)
         return dest
     except (OSError, ValueError, http.client.HTTPException) as e:
-        print(f"note: could not download {url} ({_first_line(e)})", file=sys.stderr)
+        print(f"note: could not download {url} ({first_line(e)})", file=sys.stderr)
         return None
     finally:
         Path(tmp).unlink(missing_ok=True)
