@@ -119,3 +119,14 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
         assert proc.returncode == 130, err
         assert "Traceback" not in err and err.strip().splitlines() == [err.strip()]
         assert err.strip().endswith("interrupted")
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`pixelfolder models --pretrained | head -1`: the reader leaves before the output is written; no traceback,
+    SIGPIPE's status (the read end is closed at once, while the process is still starting)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "pixelfolder.cli.main", "models", "--pretrained"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err

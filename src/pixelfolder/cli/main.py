@@ -6,6 +6,7 @@ one line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import PixelfolderError
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # the reader went away (`pixelfolder models | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # so the exit flush cannot fail again
+        return 141
 
 
 if __name__ == "__main__":
