@@ -1,10 +1,12 @@
+"""Setup for every test (two CPU threads at most) and the pytest fixtures shared across packages; plain helpers
+live in tests/helpers.py."""
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.helpers import FIXTURES, load_fixture
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -14,7 +16,14 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-def load_fixture(name: str) -> dict:
-    path = FIXTURES / name
-    assert path.is_file(), f"missing test fixture {path}"
-    return torch.load(path, map_location="cpu", weights_only=True)
+@pytest.fixture(scope="module")
+def pp_fx() -> dict:
+    """The official PixelPyramids test vectors (pixelpyramids_tiny.pt), loaded once per module."""
+    return load_fixture("pixelpyramids_tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def pp_model(pp_fx):
+    """pp_fx's weights converted to our PixelPyramids (a fresh model per module)."""
+    from pixelfolder.convert.pixelpyramids import from_official
+    return from_official(pp_fx["state_dict"], pp_fx["config"])

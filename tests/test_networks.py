@@ -11,8 +11,7 @@ import pixelfolder
 from pixelfolder import networks, zoo
 from pixelfolder.cli.main import main
 from pixelfolder.errors import PixelfolderError
-from tests.conftest import FIXTURES
-from tests.helpers import serve_directory
+from tests.helpers import FIXTURES, serve_directory
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import torch
 from .atomic import atomic_torch_save, atomic_write
 from .errors import CheckpointError, PixelfolderError, first_line
 from .registry import architecture, config_from_dict
+from .utils import check_seed_rng
 
 FORMAT = "pixelfolder-checkpoint"
 VERSION = 1
@@ -85,17 +86,6 @@ def save(model, path, metadata: dict | None = None) -> None:
         save_safetensors(record, path)
     else:
         atomic_torch_save(record, path)
-
-
-def read_record(path) -> dict:
-    """torch.load(weights_only=True) of one of our files, with one-line errors (never torch's own advice)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no such checkpoint file: {path}")
-    if is_safetensors_path(path):
-        return read_safetensors(path)
-    from .networks import torch_load
-    return torch_load(path)
 
 
 def is_record(obj) -> bool:
@@ -241,7 +231,6 @@ def restore_seed_rng(model, recorded) -> None:
     if recorded is None and "official_class" in model.metadata:
         recorded = "numpy"
     if recorded is not None:
-        from .models.base import check_seed_rng
         try:
             check_seed_rng(recorded)
         except PixelfolderError:

@@ -24,8 +24,10 @@ from typing import Callable
 
 import torch
 
+from . import registry
 from .errors import CheckpointError, ConversionError, PixelfolderError, first_line
 from .torchfile import ZIP_MAGIC, check_tensors, check_torch_file
+from .utils import cache_root
 
 NETWORK_NAMES = ("g_ema", "g", "d")
 FORMATS_TRIED = ("a pixelfolder checkpoint (.pt or .safetensors), an official PyTorch checkpoint (train.py dict or "
@@ -39,12 +41,6 @@ PRESET_SEED = 0                         # a preset opened by name is initialised
 
 
 # ------------------------------------------------------------------------------------------------ the cache
-def cache_root() -> Path:
-    """$PIXELFOLDER_CACHE, else ~/.cache/pixelfolder."""
-    env = os.environ.get("PIXELFOLDER_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pixelfolder"
-
-
 def _safe_part(part: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", part)[:120]
     return cleaned if cleaned.strip(".") else "_"
@@ -166,7 +162,6 @@ def _zoo_path(name: str, sha256: str | None, progress: bool | None) -> Path:
 
 def resolve(spec, *, progress: bool | None = None) -> Path | str:
     """A regular file's path for a file, URL, zoo name or run directory; a preset's name stays a name."""
-    from . import registry
     from .zoo import BY_NAME
     text, digest = split_sha256(str(spec))
     if is_url(text):
@@ -269,7 +264,7 @@ def _open_torch_object(obj, label: str, *, arch, size, params) -> Opened:
         present = {"g_ema": "G_ema", "g": "G", "d": "D"}
         names = tuple(n for n, k in present.items() if isinstance(obj.get(k), dict))
         return Opened(label, "training-state", names, lambda n: model_from(obj[present[n]]).eval(), obj)
-    if params is not None or arch == "pixelpyramids":
+    if params is not None or (arch is not None and registry.converter("pixelpyramids", arch) is not None):
         return Opened(label, "pixelpyramids", ("g_ema",),
                       lambda _: convert.load_pixelpyramids(obj, params, label=label), obj)
     if _looks_like_pixelpyramids(obj):
@@ -287,6 +282,12 @@ def _open_torch_object(obj, label: str, *, arch, size, params) -> Opened:
     return Opened(label, "official", tuple(parts), build, obj)
 
 
+def converted_arch(name: str) -> str:
+    """The architecture a `--arch` converter name produces (stylegan2_ada -> stylegan2; others: themselves)."""
+    found = [c.arch for c in registry.converters() if c.name == name]
+    return found[0] if found else name
+
+
 def _open_pickle(path: Path, label: str, *, arch, size) -> Opened:
     from . import convert
     from .convert.nvlabs_pickle import PersistentRecord, read_network_pickle
@@ -297,7 +298,7 @@ def _open_pickle(path: Path, label: str, *, arch, size) -> Opened:
 
     def build(name: str):
         model = convert.load_network_pickle(path, name, snapshot)
-        if arch is not None and name != "d" and {"stylegan2_ada": "stylegan2"}.get(arch, arch) != model.arch:
+        if arch is not None and name != "d" and converted_arch(arch) != model.arch:
             raise ConversionError(f"the pickle holds {model.arch} ({model.metadata.get('official_class')}), "
                                   f"not {arch}")
         if size is not None and getattr(model, "resolution", size) != size:
@@ -323,7 +324,6 @@ def open_file(path, *, arch: str | None = None, size: int | None = None, params=
 
 
 def _open_preset(name: str, arch, size) -> Opened:
-    from . import registry
 
     def build(_):
         overrides = {"resolution": size} if size else {}

@@ -1,15 +1,48 @@
-"""Registry of architectures (name -> class + config dataclass) and of named presets."""
+"""The registry: the one place that knows an architecture.
+
+Each architecture registers (in its model file) its model class, frozen config class, kind, training recipe and
+the discriminator it trains with; its presets (official and tiny ones flagged); its sample options (read from the
+class). Converters register themselves in their own files (`register_converter`). Everything else -- the CLI's
+choices, `train --dry-run`'s sources, the generic tests -- reads from here.
+"""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import pkgutil
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .errors import PixelfolderError
 
 KINDS = ("generator", "discriminator", "likelihood")
+CONVERTER_LAYOUTS = ("state_dict", "nvlabs", "pixelpyramids")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An official training recipe. Learning rates are the base ones; lazy regularisation rescales them."""
+    lr: float = 0.002           # base Adam learning rate for G and D
+    gamma: float = 10.0         # R1 weight
+    r1_every: int = 16          # D regularisation interval, steps
+    pl_weight: float = 0.0      # path-length weight (0 = off)
+    g_reg_every: int = 4        # G regularisation interval, steps (also sets G's lazy Adam rescaling)
+    mixing: float = 0.0         # style-mixing probability per sample
+    ema_kimg: float = 20.0      # G_ema half-life, kimg (official: 0.5 ** (32 / 10000) per step at batch 64)
+    batch: int = 64             # global batch, images (official: 8 GPUs x 8)
+    mirror: bool = True         # random x-flips of the real images
+    gamma_by_resolution: tuple = ()  # ((px, gamma), ...): R1 weight by resolution (nearest entry), overrides gamma
+    betas: tuple = ()           # Adam betas; empty = StyleGAN2's (0, 0.99) with lazy-regularisation rescaling
+    lr_decay: float = 1.0       # learning rate multiplied by this every step (PixelPyramids: 0.999995)
+    source: str = ""            # where the values come from (official script, config file)
+
+    def gamma_for(self, resolution: int) -> float:
+        if not self.gamma_by_resolution:
+            return self.gamma
+        return min(self.gamma_by_resolution, key=lambda rg: abs(math.log2(rg[0] / resolution)))[1]
 
 
 @dataclass(frozen=True)
@@ -17,8 +50,23 @@ class Architecture:
     name: str
     cls: type
     config_cls: type
-    kind: str
+    kind: str                       # generator | discriminator | likelihood (also chooses the training objective)
     description: str = ""
+    recipe: Recipe | None = None    # None: not trainable on its own (discriminators)
+    discriminator: str | None = None  # architecture of the D it trains with (its tiny preset for tiny G presets)
+
+    @property
+    def sample_options(self) -> tuple[str, ...]:
+        """Keyword options of `model.sample(seeds, batch_size=, device=, **options)` beyond the common ones."""
+        return tuple(getattr(self.cls, "SAMPLE_OPTIONS", ()))
+
+    @property
+    def presets(self) -> list[str]:
+        return sorted(n for n, p in _PRESETS.items() if p.arch == self.name)
+
+    @property
+    def tiny_presets(self) -> list[str]:
+        return sorted(n for n, p in _PRESETS.items() if p.arch == self.name and p.tiny)
 
 
 @dataclass(frozen=True)
@@ -27,31 +75,79 @@ class Preset:
     arch: str
     overrides: dict = field(default_factory=dict)
     description: str = ""
+    official: bool = False          # the official configuration (widths, depth) at its official resolution
+    tiny: bool = False              # a few-thousand-parameter version for tests and the CPU demo
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How official files of one architecture become our model.
+
+    layout 'state_dict': a torch state_dict mapped by key rules; `detect(sd)`, `infer_config(sd) -> fields`,
+    `rules(fields) -> [Rule]`. layout 'nvlabs': an NVlabs-module state_dict (network pickles); `detect(sd)`,
+    `convert(sd, init_kwargs, attributes) -> model`. layout 'pixelpyramids': per-level state_dicts + params json.
+    """
+    name: str                       # `convert --arch` value
+    arch: str                       # the architecture it produces
+    layout: str
+    detect: Callable | None = None
+    infer_config: Callable | None = None
+    rules: Callable | None = None
+    convert: Callable | None = None
+    cli: bool = True                # offered as a `convert --arch` choice
 
 
 _ARCHS: dict[str, Architecture] = {}
 _PRESETS: dict[str, Preset] = {}
+_CONVERTERS: dict[tuple[str, str], Converter] = {}    # (layout, name) -> converter
 
 
-def register_model(name: str, config_cls: type, kind: str = "generator", description: str = ""):
-    """Class decorator: register an architecture under `name` with its frozen config dataclass."""
+def register_model(name: str, config_cls: type, kind: str = "generator", description: str = "", *,
+                   recipe: Recipe | None = None, discriminator: str | None = None):
+    """Class decorator: register an architecture under `name` with its frozen config dataclass and facts."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
 
     def wrap(cls):
-        _ARCHS[name] = Architecture(name, cls, config_cls, kind, description)
+        _ARCHS[name] = Architecture(name, cls, config_cls, kind, description, recipe, discriminator)
         cls.arch = name
         cls.kind = kind
         return cls
     return wrap
 
 
-def register_preset(name: str, arch: str, description: str = "", **overrides) -> None:
-    _PRESETS[name] = Preset(name, arch, dict(overrides), description)
+def register_preset(name: str, arch: str, description: str = "", *, official: bool = False, tiny: bool = False,
+                    **overrides) -> None:
+    _PRESETS[name] = Preset(name, arch, dict(overrides), description, official, tiny)
+
+
+def register_converter(name: str, arch: str, layout: str, **parts) -> None:
+    if layout not in CONVERTER_LAYOUTS:
+        raise ValueError(f"layout must be one of {CONVERTER_LAYOUTS}")
+    _CONVERTERS[(layout, name)] = Converter(name, arch, layout, **parts)
+
+
+def _import_all(package: str) -> None:
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+
+
+_loaded = False
 
 
 def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (importing registers every architecture)
+    """Import every model and converter module (each registers itself)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        _import_all(f"{__package__}.models")
+        _import_all(f"{__package__}.convert")
+
+
+def registered_classes() -> dict[str, type]:
+    """{class name: class} of every model and config class registered so far (for `pixelfolder.models`)."""
+    return {c.__name__: c for a in _ARCHS.values() for c in (a.cls, a.config_cls)}
 
 
 def architecture(name: str) -> Architecture:
@@ -61,9 +157,18 @@ def architecture(name: str) -> Architecture:
     return _ARCHS[name]
 
 
-def list_architectures(kind: str | None = None) -> list[str]:
+def architectures(kind: str | None = None) -> list[Architecture]:
     _ensure_loaded()
-    return sorted(n for n, a in _ARCHS.items() if kind is None or a.kind == kind)
+    return [_ARCHS[n] for n in sorted(_ARCHS) if kind is None or _ARCHS[n].kind == kind]
+
+
+def list_architectures(kind: str | None = None) -> list[str]:
+    return [a.name for a in architectures(kind)]
+
+
+def trainable_architectures() -> list[str]:
+    """Architectures with a training recipe (the `train --model` choices)."""
+    return [a.name for a in architectures() if a.recipe is not None]
 
 
 def list_models(kind: str | None = None) -> list[str]:
@@ -74,7 +179,24 @@ def list_models(kind: str | None = None) -> list[str]:
 
 def preset(name: str) -> Preset:
     _ensure_loaded()
+    if name not in _PRESETS:
+        raise PixelfolderError(f"unknown preset {name!r}; known: {', '.join(sorted(_PRESETS))}")
     return _PRESETS[name]
+
+
+def converters(layout: str | None = None) -> list[Converter]:
+    _ensure_loaded()
+    return [c for (lay, _), c in sorted(_CONVERTERS.items()) if layout is None or lay == layout]
+
+
+def converter(layout: str, name: str) -> Converter | None:
+    _ensure_loaded()
+    return _CONVERTERS.get((layout, name))
+
+
+def converter_choices() -> list[str]:
+    """The `convert --arch` values: every converter offered on the command line."""
+    return sorted({c.name for c in converters() if c.cli})
 
 
 def resolve_config(name_or_preset: str, **overrides):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.adversarial.harness import assert_ok, assert_one_line_error, run_cli_capped
-from tests.training.helpers import make_folder
+from tests.helpers import make_folder
 
 HANG_S = 20                  # a FIFO read blocks forever: a short limit makes a hang fail quickly
 PREPARE_MEMORY = 3 << 29     # 1.5 GiB: prepare imports no torch; a 2 GiB inflation or a 4 GB resize cannot fit

@@ -26,7 +26,7 @@ import torch
 import pixelfolder
 from pixelfolder.checkpoint import to_record
 from pixelfolder.training.rundir import STATE_FORMAT
-from tests.helpers import call, glob, program, value
+from tests.helpers import call, get, glob, program, put, value
 from tests.adversarial.harness import SRC, assert_one_line_error, run_cli_capped
 
 P61 = (1 << 61) - 1        # ints k * P61 + c all hash to c
@@ -36,14 +36,6 @@ TIME_BOUND_S = 20          # each refusal takes 1-3 s (mostly importing torch); 
 # ----------------------------------------------------------------------------------------- pickles, opcode by opcode
 
 
-
-
-def put(i: int) -> bytes:
-    return b"r" + i.to_bytes(4, "little")      # LONG_BINPUT
-
-
-def get(i: int) -> bytes:
-    return b"j" + i.to_bytes(4, "little")      # LONG_BINGET
 
 
 def shared_tuple(levels: int, memo: int = 100) -> bytes:

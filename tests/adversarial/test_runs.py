@@ -17,7 +17,7 @@ import pytest
 
 from tests.adversarial.harness import (MEMORY_CAP_BYTES, SRC, _limits, assert_ok, assert_one_line_error,
                                        run_cli_capped)
-from tests.training.helpers import make_folder
+from tests.helpers import make_folder
 
 TRAIN = ("--model", "stylegan2", "--preset", "stylegan2-tiny", "--batch", "4", "--device", "cpu", "--workers", "0",
          "--threads", "1")        # one thread: OpenMP barriers crawl on a busy machine

@@ -7,14 +7,7 @@ import torch
 from PIL import Image
 
 import pixelfolder
-from pixelfolder.cli.main import main
-from tests.conftest import FIXTURES
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import FIXTURES, run_cli
 
 
 def test_models_lists_presets_with_counts(capsys):

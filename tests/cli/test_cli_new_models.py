@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 
 import pixelfolder
-from tests.cli.test_cli import run_cli
-from tests.conftest import FIXTURES, load_fixture
+from tests.helpers import FIXTURES, load_fixture, run_cli
 
 
 @pytest.mark.parametrize("preset", ["creps-tiny", "inrgan-tiny", "cips_skip-tiny"])

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from pixelfolder.cli import generate
-from tests.cli.test_cli import run_cli
+from tests.helpers import run_cli
 
 
 def test_images_are_written_batch_by_batch(tmp_path, capsys, monkeypatch):

@@ -11,10 +11,7 @@ from PIL import Image
 import pixelfolder
 from pixelfolder.data.images import to_uint8
 from pixelfolder.metrics.cost import count_parameters
-from tests.cli.test_cli import run_cli
-from tests.conftest import FIXTURES, load_fixture
-from tests.helpers import serve_directory
-from tests.training.helpers import make_folder
+from tests.helpers import FIXTURES, load_fixture, make_folder, run_cli, serve_directory
 
 
 @pytest.fixture(scope="module")

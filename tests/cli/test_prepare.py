@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelfolder.cli.main import main
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import run_cli
 
 
 @pytest.fixture

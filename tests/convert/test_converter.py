@@ -5,7 +5,7 @@ import torch
 import pixelfolder
 from pixelfolder.convert import convert_all, convert_state_dict, detect_arch, load_official
 from pixelfolder.errors import ConversionError, PixelfolderError
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 
 
 @pytest.fixture(scope="module")

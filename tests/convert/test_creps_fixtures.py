@@ -4,22 +4,11 @@ import torch
 
 from pixelfolder.convert import creps as convert_creps
 from pixelfolder.errors import ConversionError
-from pixelfolder.layers.lines import line_coords, split_biline, to_official_lines
-from tests.conftest import load_fixture
+from pixelfolder.models.creps.lines import line_coords, split_biline, to_official_lines
+from tests.helpers import assert_close, load_fixture, stored_view
 
 REL_TOL = 1e-5       # README_inrgan_creps.md "Tolerance": |got - want| <= 1e-5 * max_abs
 W_REL_TOL = 1e-6     # same section: w and w_psi0.7 to 1e-6 relative
-
-
-def assert_close(ours, ref, max_abs, what, tol=REL_TOL):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    err = (ours - ref).abs().max().item()
-    assert err <= tol * max_abs, f"{what}: max abs diff {err:.3g} > {tol} * {max_abs:.3g}"
-
-
-def stored_view(fx, x):
-    idx = fx["pixel_select"].get(x.shape[-1])
-    return x if idx is None else x.index_select(2, idx).index_select(3, idx)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +54,7 @@ def test_mapping(fx, G):
     with torch.no_grad():
         for key, psi in (("w", 1.0), ("w_psi0.7", 0.7)):
             ref = fx[key]
-            assert_close(G.mapping(fx["z"], truncation_psi=psi), ref, ref.abs().max().item(), key, W_REL_TOL)
+            assert_close(G.mapping(fx["z"], truncation_psi=psi), ref, key, rel=W_REL_TOL)
 
 
 @pytest.mark.parametrize("name", ["psi1", "psi0.7", "wplus", "clamp", "scale2", "scale1.5", "scale0.5"])
@@ -75,7 +64,7 @@ def test_case(fx, G, name):
         img = run_case(G, fx, case)
     assert list(img.shape) == case["image_shape"], name
     assert img.shape[-1] == case["coords_len"]
-    assert_close(stored_view(fx, img), case["image"], case["max_abs"], name)
+    assert_close(stored_view(fx, img), case["image"], name, scale=case["max_abs"])
 
 
 def test_clamp_case_is_active(fx, G):
@@ -110,7 +99,7 @@ def test_intermediates(fx, G):
         img0 = (weight @ feature + bias[:, None]).view(1, 3, n, n)
     for ours, key in ((x, "input_s0"), (bilines[-1], "biline_s0"), (img0, "img_decoder_s0")):
         ref = inter[key]
-        assert_close(ours, ref, ref.abs().max().item(), key)
+        assert_close(ours, ref, key)
 
 
 def test_state_dict_round_trip_is_lossless(fx, G):

@@ -4,40 +4,16 @@ The fixtures are trimmed copies of ../shared/fixtures/official/inrgan{,_bil}_{64
 universome/inr-gan@5c498e6, random weights); tolerance 1e-5 * max_abs as the fixture README recommends.
 Both of our code paths (fast and official-structured reference) are checked.
 """
-import contextlib
-
 import pytest
 import torch
 
 from pixelfolder.convert.inrgan import config_from_official, detect, from_official, resolve
 from pixelfolder.errors import ConversionError
-from pixelfolder.layers.fmm import inrgan_coords
-from tests.conftest import load_fixture
+from pixelfolder.models.inrgan.fmm import inrgan_coords
+from tests.helpers import assert_close, code_path, load_fixture, stored_view
 
 FILES = ["inrgan_64.pt", "inrgan_128.pt", "inrgan_bil_64.pt", "inrgan_bil_128.pt"]
 PATHS = ["fast", "reference"]
-REL_TOL = 1e-5
-
-
-def assert_close(ours, ref, scale, what, rel=REL_TOL):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    err = (ours - ref).abs().max().item()
-    assert err <= rel * scale, f"{what}: max abs diff {err:.3g} > {rel} * {scale:.3g}"
-
-
-def stored_view(fx, x):
-    idx = fx["pixel_select"].get(x.shape[-1])
-    return x if idx is None else x.index_select(2, idx).index_select(3, idx)
-
-
-@contextlib.contextmanager
-def code_path(G, path: str):
-    """Run G on its fast path or on the official-structured reference path, then back to fast."""
-    G.synthesis.reference = path == "reference"
-    try:
-        yield G
-    finally:
-        G.synthesis.reference = False
 
 
 @pytest.fixture(scope="module", params=FILES)
@@ -60,8 +36,8 @@ def test_w_avg_kept_and_mapping(converted):
     with torch.no_grad():
         w = G.mapping(fx["inputs"]["z"])
         w7 = G.mapping(fx["inputs"]["z"], truncation_psi=0.7)
-    assert_close(w, fx["w"], fx["w"].abs().max().item(), "w", rel=1e-6)
-    assert_close(w7, fx["w_psi0.7"], fx["w_psi0.7"].abs().max().item(), "w_psi0.7", rel=1e-6)
+    assert_close(w, fx["w"], "w", rel=1e-6)
+    assert_close(w7, fx["w_psi0.7"], "w_psi0.7", rel=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -75,7 +51,7 @@ def test_every_case(converted, path):
             else:
                 img = G.synthesis(ins["wplus"])
             assert list(img.shape) == list(case["image_shape"]), name
-            assert_close(stored_view(fx, img), case["image"], case["max_abs"], f"{name} ({path})")
+            assert_close(stored_view(fx, img), case["image"], f"{name} ({path})", scale=case["max_abs"])
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -86,11 +62,11 @@ def test_intermediates(converted, path):
         _, stages = G(fx["inputs"]["z"][:1], return_stages=True)
         feats = G.synthesis.blocks[0].coords(G.synthesis.input_resolution)
     ref = inter["b4_input_s0"]
-    assert_close(feats.unsqueeze(0), ref, ref.abs().max().item(), "b4 input")
+    assert_close(feats.unsqueeze(0), ref, "b4 input")
     blocks = G.synthesis.blocks
     for block, stage in zip(blocks[:-1], stages[:-1]):
         ref = inter[f"block_img_b{block.res}"]
-        assert_close(stage, ref, ref.abs().max().item(), f"image after b{block.res} ({path})")
+        assert_close(stage, ref, f"image after b{block.res} ({path})")
     for key, ref in inter.items():
         if key.startswith("coords_"):
             x, y = inrgan_coords(int(key.split("_")[1]))

@@ -16,8 +16,7 @@ from pixelfolder.convert import load_network_pickle
 from pixelfolder.convert.nvlabs_pickle import (detect_pickle_arch, extract_network, loads_network_pickle,
                                                looks_like_network_pickle, read_network_pickle)
 from pixelfolder.errors import ConversionError
-from tests.conftest import FIXTURES, load_fixture
-from tests.helpers import call, glob, program, value
+from tests.helpers import FIXTURES, call, get, glob, load_fixture, program, put, value
 
 ARCHS = ["inrgan", "creps"]
 
@@ -245,14 +244,6 @@ def test_unknown_generator_class_names_class_and_source():
 
 
 # ------------------------------------------------------------------------ review: crafted pickles that must not hurt
-def put(i: int) -> bytes:
-    return b"r" + i.to_bytes(4, "little")      # LONG_BINPUT: memo[i] = top of stack
-
-
-def get(i: int) -> bytes:
-    return b"j" + i.to_bytes(4, "little")      # LONG_BINGET: push memo[i]
-
-
 def shared_tree(levels: int, leaf: bytes, node: bytes = b"l", memo: int = 100) -> bytes:
     """x = leaf; x = [x, x] (node b'l') or (x, x) (node b't') `levels` times: 2**levels values via memo references."""
     body = leaf + put(memo) + b"0"     # POP: only the memo keeps each level

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from pixelfolder.convert import load_official
-from pixelfolder.convert.nvlabs_pickle import STUB_CLASSES, detect_pickle_arch, extract_network
-from tests.conftest import FIXTURES, load_fixture
+from pixelfolder.convert.nvlabs_pickle import STUB_CLASSES, detect_pickle_arch, extract_network, loads_network_pickle
+from tests.helpers import FIXTURES, call, glob, load_fixture, program, value
 
 REL_TOL = 1e-5
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,7 +198,6 @@ def test_torch_nn_containers_walk_like_state_dict():
 
 def test_container_stubs_are_inert(tmp_path):
     """A container global called with hostile arguments builds an inert stub: nothing runs, nothing is callable."""
-    from tests.convert.test_nvlabs_pickle import call, glob, loads_network_pickle, program, value
     marker = tmp_path / "ran"
     for name in ("ModuleList", "Sequential", "ModuleDict", "ParameterList", "ParameterDict"):
         obj = loads_network_pickle(program(call(glob("torch.nn.modules.container", name),

@@ -3,25 +3,14 @@ import pytest
 import torch
 
 from pixelfolder.convert import convert_state_dict
-from pixelfolder.layers import mix_ws, modconv_impl
+from pixelfolder.layers import mix_ws, switch
 from pixelfolder.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_loss_weight, r1_penalty
-from tests.conftest import load_fixture
+from tests.helpers import assert_close, load_fixture, stored_view
 
 GENERATOR_FILES = ["pixelfolder_64.pt", "pixelfolder_128.pt", "pixelfolder_256.pt", "stylegan2_64.pt",
                    "cips_skip_32.pt", "cips_skip_64.pt", "cips_res_32.pt", "cips_res_32_skipconv.pt"]
 IMPLS = ["fused", "nonfused"]
 REL_TOL = 1e-5
-
-
-def stored_view(fx, x):
-    idx = fx["pixel_select"].get(x.shape[-1])
-    return x if idx is None else x.index_select(2, idx).index_select(3, idx)
-
-
-def assert_close(ours, ref, max_abs, what):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    err = (ours - ref).abs().max().item()
-    assert err <= REL_TOL * max_abs, f"{what}: max abs diff {err:.3g} > {REL_TOL} * {max_abs:.3g}"
 
 
 def run_case(G, fx, name, case):
@@ -61,8 +50,8 @@ def test_mapping_and_w_avg(converted):
     with torch.no_grad():
         w = G.mapping.embed(ins["z"])
         mean = G.mapping.embed(ins["truncation_z"]).mean(0, keepdim=True)
-    assert_close(w, fx["w"], fx["w"].abs().max().item(), "mapping")
-    assert_close(mean, fx["truncation_latent"], fx["truncation_latent"].abs().max().item(), "w mean")
+    assert_close(w, fx["w"], "mapping")
+    assert_close(mean, fx["truncation_latent"], "w mean")
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -70,18 +59,18 @@ def test_every_case(converted, impl):
     fx, G = converted
     assert fx["cases"], "fixture has no cases"
     for name, case in fx["cases"].items():
-        with torch.no_grad(), modconv_impl(impl):
+        with torch.no_grad(), switch(G, impl=impl):
             img, ws, stages = run_case(G, fx, name, case)
         assert tuple(img.shape) == tuple(case["image_shape"]), name
-        assert_close(stored_view(fx, img), case["image"], case["max_abs"], f"{name} image ({impl})")
+        assert_close(stored_view(fx, img), case["image"], f"{name} image ({impl})", scale=case["max_abs"])
         latent = case["latent"]
         ours_latent = ws[:, 0] if latent.ndim == 2 else ws
-        assert_close(ours_latent, latent, latent.abs().max().item(), f"{name} latent")
+        assert_close(ours_latent, latent, f"{name} latent")
         if "all_images" in case:
             by_width = {s.shape[-1]: s for s in stages}
             for ref, shape in zip(case["all_images"], case["all_images_shapes"]):
                 ours = stored_view(fx, by_width[shape[-1]])
-                assert_close(ours, ref, case["max_abs"], f"{name} stage {shape[-1]}px")
+                assert_close(ours, ref, f"{name} stage {shape[-1]}px", scale=case["max_abs"])
 
 
 def test_cips_train_and_eval_differ_as_officially():
@@ -100,7 +89,7 @@ def test_discriminator_logits(disc):
     for name, (a, b) in fx["slices"].items():
         with torch.no_grad():
             logits = D(fx["images"][a:b])
-        assert_close(logits, fx[f"logits_{name}"], fx["max_abs_logits"], f"logits {name}")
+        assert_close(logits, fx[f"logits_{name}"], f"logits {name}", scale=fx["max_abs_logits"])
 
 
 def test_logistic_losses(disc):
@@ -117,8 +106,8 @@ def test_r1_gradient_and_penalty(disc):
     real = fx["images"][0:4].clone().requires_grad_(True)
     pred = D(real)
     penalty, grad = r1_penalty(pred, real)
-    assert_close(pred.detach(), fx["r1_real_pred"], fx["max_abs_logits"], "r1 pred")
-    assert_close(grad.detach(), fx["r1_grad"], fx["max_abs_r1_grad"], "r1 grad")
+    assert_close(pred.detach(), fx["r1_real_pred"], "r1 pred", scale=fx["max_abs_logits"])
+    assert_close(grad.detach(), fx["r1_grad"], "r1 grad", scale=fx["max_abs_r1_grad"])
     assert abs(penalty.item() - fx["r1_penalty"].item()) <= REL_TOL * fx["r1_penalty"].item()
     weighted = penalty * r1_loss_weight(fx["r1_gamma"], fx["d_reg_every"])
     assert abs(weighted.item() - fx["r1_weighted"].item()) <= REL_TOL * fx["r1_weighted"].item()

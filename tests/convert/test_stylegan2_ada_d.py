@@ -10,10 +10,8 @@ from pixelfolder.convert.nvlabs_pickle import detect_pickle_arch, extract_networ
 from pixelfolder.convert.stylegan2_ada import d_config_from_official, d_from_official, d_from_record, detect_d
 from pixelfolder.errors import ConversionError
 from pixelfolder.models import count_parameters
-from tests.cli.test_cli import run_cli
-from tests.conftest import FIXTURES, load_fixture
+from tests.helpers import FIXTURES, assert_close, load_fixture, run_cli
 
-REL_TOL = 1e-5
 CLAMPS = {"none": "init_kwargs", "clamp": "init_kwargs_clamp"}
 
 
@@ -27,8 +25,7 @@ def assert_logits(D, fx, mode):
         want = fx["logits"][mode][name]
         with torch.no_grad():
             got = D(fx[name])
-        err, scale = (got - want).abs().max().item(), want.abs().max().item()
-        assert got.shape == want.shape and err <= REL_TOL * scale, f"{mode}/{name}: {err:.3g} vs max {scale:.3g}"
+        assert_close(got, want, f"{mode}/{name}")
 
 
 def official_numel(sd: dict) -> int:

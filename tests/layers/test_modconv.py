@@ -3,16 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelfolder.layers import StyledConv, ToRGB, fir_kernel, modconv_impl, modulated_conv2d, upfirdn2d_reference
-
-REL_TOL = 1e-5
-
-
-def assert_close(ours, ref, what=""):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    scale = ref.abs().max().item()
-    err = (ours - ref).abs().max().item()
-    assert err <= REL_TOL * scale, f"{what}: max abs diff {err:.3g} > {REL_TOL} * {scale:.3g}"
+from pixelfolder.layers import StyledConv, ToRGB, fir_kernel, modulated_conv2d, switch, upfirdn2d_reference
+from tests.helpers import assert_close
 
 
 def modconv_loop(x, weight, styles, demodulate, up, padding):
@@ -45,8 +37,7 @@ def test_fused_nonfused_and_loop_agree(batch, k, demodulate, up):
     ref = modconv_loop(x, weight, styles, demodulate, up, padding)
     outs = {}
     for impl in ("fused", "nonfused"):
-        with modconv_impl(impl):
-            outs[impl] = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, padding=padding)
+        outs[impl] = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, padding=padding, impl=impl)
         assert_close(outs[impl], ref, f"{impl} vs loop")
     assert_close(outs["fused"], outs["nonfused"], "fused vs nonfused")
     if up:
@@ -66,18 +57,18 @@ def test_demodulation_changes_output():
 
 
 def test_modconv_impl_restores_previous_and_rejects_unknown():
-    import pixelfolder.layers.modconv as mc
-    before = mc._impl
-    with modconv_impl("fused"):
-        assert mc._impl == "fused"
-        with modconv_impl("nonfused"):
-            assert mc._impl == "nonfused"
-        assert mc._impl == "fused"
-    assert mc._impl == before
+    mc = StyledConv(2, 2, 3, 4, resolution=4)
+    before = mc.impl
+    with switch(mc, impl="fused"):
+        assert mc.impl == "fused"
+        with switch(mc, impl="nonfused"):
+            assert mc.impl == "nonfused"
+        assert mc.impl == "fused"
+    assert mc.impl == before
     with pytest.raises(ValueError):
-        with modconv_impl("bogus"):
+        with switch(mc, impl="bogus"):
             pass
-    assert mc._impl == before
+    assert mc.impl == before
 
 
 @pytest.mark.parametrize("up", [False, True])
@@ -92,7 +83,7 @@ def test_styledconv_and_torgb_impls_agree(up):
     skip = torch.randn(3, 3, conv.resolution // 2, conv.resolution // 2)
     res = {}
     for impl in ("fused", "nonfused"):
-        with modconv_impl(impl):
+        with switch(conv, torgb, impl=impl):
             y = conv(x, w)
             res[impl] = (y, torgb(y, w, skip))
     assert res["fused"][0].shape == (3, 6, conv.resolution, conv.resolution)
@@ -157,7 +148,7 @@ def test_styledconv_equals_reference(impl, up, batch):
     x = torch.randn(batch, 3, res // 2 if up else res, res // 2 if up else res, generator=g)
     w = torch.randn(batch, 8, generator=g)
     noise = torch.randn(batch, 1, res, res, generator=g)
-    with torch.no_grad(), modconv_impl(impl):
+    with torch.no_grad(), switch(conv, impl=impl):
         out = conv(x, w, noise=noise)
         styles = conv.affine(w)
         pre = modconv_loop(x, conv.weight * conv.weight_gain, styles, True, up, 1)
@@ -179,7 +170,7 @@ def test_torgb_equals_reference(impl):
         torgb.bias.normal_()
     g = torch.Generator().manual_seed(7)
     x, w, skip = torch.randn(2, 5, 8, 8, generator=g), torch.randn(2, 8, generator=g), torch.randn(2, 3, 4, 4, generator=g)
-    with torch.no_grad(), modconv_impl(impl):
+    with torch.no_grad(), switch(torgb, impl=impl):
         out = torgb(x, w, skip)
         ref = modconv_loop(x, torgb.weight * torgb.weight_gain, torgb.affine(w), False, False, 0)
         ref = ref + torgb.bias.view(1, -1, 1, 1) + upfirdn2d_reference(skip, fir_kernel(gain=4.0), up=2, pad=(2, 1))

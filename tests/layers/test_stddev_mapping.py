@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from pixelfolder.layers import MappingNetwork, minibatch_stddev, mix_ws, truncate
+from pixelfolder.layers import MappingNetwork, mix_ws, truncate
+from pixelfolder.models.discriminator import minibatch_stddev
 
 REL_TOL = 1e-5
 

@@ -12,7 +12,7 @@ from pixelfolder.metrics.features import load_inception
 from pixelfolder.metrics.inception import preprocess
 from pixelfolder.metrics.lpips import LPIPS
 from pixelfolder.metrics.vgg import LPIPS_TAPS, VGG16
-from tests.metrics.helpers import INSTALL, random_heads, random_vgg_trunk
+from tests.helpers import INSTALL, random_heads, random_vgg_trunk, serve_directory
 
 
 
@@ -170,20 +170,9 @@ def test_lpips_matches_a_literal_computation():
 @pytest.fixture()
 def local_server(tmp_path):
     """A loopback HTTP server for tmp_path/served (downloads are tested without leaving this machine)."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
     (tmp_path / "served").mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "served")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield tmp_path / "served", f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_directory(tmp_path / "served") as (url, _):
+        yield tmp_path / "served", url
 
 
 def test_download_is_atomic_and_checks_the_hash_in_the_name(local_server, tmp_path, capsys):

@@ -9,12 +9,11 @@ import torch
 from PIL import Image, ImageFilter
 
 import pixelfolder
-from pixelfolder.cli.main import main
 from pixelfolder.data import open_dataset
 from pixelfolder.metrics import compute, compute_records
 from pixelfolder.metrics import features as F
 from pixelfolder.metrics import weights as W
-from tests.metrics.helpers import INSTALL, UniformLikelihood, random_heads, random_vgg_trunk
+from tests.helpers import INSTALL, UniformLikelihood, random_heads, random_vgg_trunk, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +34,6 @@ def write_pngs(folder, dataset, indices, blur=0.0, size=None):
     return folder
 
 
-def run_cli(capsys, *argv):
-    code = main(["evaluate", *map(str, argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def results(out: str) -> dict:
     return {k: float(v) for k, v in (line.split(": ", 1) for line in out.strip().splitlines())}
 
@@ -48,14 +41,14 @@ def results(out: str) -> dict:
 def test_fid_and_kid_between_two_emoji_samples(emoji, tmp_path, capsys):
     fake = write_pngs(tmp_path / "fake", emoji, range(1000, 1020))
     blurred = write_pngs(tmp_path / "blurred", emoji, range(1000, 1020), blur=1.5)
-    code, out, err = run_cli(capsys, "--real", "emoji", "--fake", fake, "--metrics", "fid,kid", "--num-real", 20,
-                             "--outdir", tmp_path / "out", "--batch", 10)
+    code, out, err = run_cli(capsys, "evaluate", "--real", "emoji", "--fake", fake, "--metrics", "fid,kid",
+                             "--num-real", 20, "--outdir", tmp_path / "out", "--batch", 10)
     assert code == 0, err
     clean = results(out)
     assert list(clean) == ["fid", "kid"] and 0 < clean["fid"] < 1000 and math.isfinite(clean["kid"])
     assert "warning: KID subsets have 20 images" in err
-    code, out, _ = run_cli(capsys, "--real", "emoji", "--fake", blurred, "--metrics", "fid,kid", "--num-real", 20,
-                           "--outdir", tmp_path / "out", "--batch", 10)
+    code, out, _ = run_cli(capsys, "evaluate", "--real", "emoji", "--fake", blurred, "--metrics", "fid,kid",
+                           "--num-real", 20, "--outdir", tmp_path / "out", "--batch", 10)
     worse = results(out)
     assert worse["fid"] > clean["fid"] + 10 and worse["kid"] > clean["kid"]        # blur is a known perturbation
     lines = [json.loads(line) for line in (tmp_path / "out" / "metric-fid.jsonl").read_text().splitlines()]
@@ -95,7 +88,7 @@ def test_reference_cache_is_used_and_invalidated_by_the_detector(emoji, tmp_path
 
 
 def test_network_mode_prints_results_and_writes_jsonl(emoji, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "--network", "pixelfolder-tiny", "--data", "emoji", "--metrics",
+    code, out, err = run_cli(capsys, "evaluate", "--network", "pixelfolder-tiny", "--data", "emoji", "--metrics",
                              "fid50k_full,kid50k_full,pr50k3_full,is50k,params,gmacs", "--num-gen", 12,
                              "--num-real", 12, "--outdir", tmp_path, "--batch", 6, "--device", "cpu")
     assert code == 0, err
@@ -113,7 +106,7 @@ def test_network_mode_prints_results_and_writes_jsonl(emoji, tmp_path, capsys):
 
 def test_jsonl_goes_beside_the_network_file(tmp_path, capsys):
     pixelfolder.save(pixelfolder.create("stylegan2-tiny"), tmp_path / "G.pt")
-    code, out, err = run_cli(capsys, "--network", tmp_path / "G.pt", "--metrics", "params,gmacs,speed",
+    code, out, err = run_cli(capsys, "evaluate", "--network", tmp_path / "G.pt", "--metrics", "params,gmacs,speed",
                              "--batch", 2, "--device", "cpu")
     assert code == 0, err
     assert set(results(out)) == {"params", "gmacs", "speed_ms_per_img", "speed_img_per_s", "speed_batch",
@@ -126,8 +119,8 @@ def test_fewer_images_mismatched_sizes_and_small_kid_subsets_warn(emoji, tmp_pat
     real = write_pngs(tmp_path / "real", emoji, range(6))
     fake = write_pngs(tmp_path / "fake", emoji, range(10, 14), size=16)
     Image.fromarray(emoji.image(14)).resize((24, 24)).save(fake / "0004.png")     # sizes may differ in a folder
-    code, out, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "fid,kid", "--num-gen", 50,
-                             "--num-real", 100, "--outdir", tmp_path)
+    code, out, err = run_cli(capsys, "evaluate", "--real", real, "--fake", fake, "--metrics", "fid,kid",
+                             "--num-gen", 50, "--num-real", 100, "--outdir", tmp_path)
     assert code == 0, err
     assert set(results(out)) == {"fid", "kid"}
     assert f"warning: only 5 images in {fake} (50 requested); using 5" in err
@@ -149,7 +142,7 @@ def test_fewer_images_mismatched_sizes_and_small_kid_subsets_warn(emoji, tmp_pat
     (["--network", "pixelfolder-tiny", "--metrics", "params", "--num-gen", "0"], "--num-gen must be >= 1"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, argv, message):
-    code, out, err = run_cli(capsys, *argv)
+    code, out, err = run_cli(capsys, "evaluate", *argv)
     assert code == 2 and out == ""
     lines = [line for line in err.strip().splitlines() if line.startswith("pixelfolder evaluate: error")]
     assert len(lines) == 1 and message in lines[0], err
@@ -157,7 +150,7 @@ def test_bad_arguments_are_one_line_errors(capsys, argv, message):
 
 def test_an_empty_folder_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    code, out, err = run_cli(capsys, "--real", "emoji", "--fake", tmp_path / "empty")
+    code, out, err = run_cli(capsys, "evaluate", "--real", "emoji", "--fake", tmp_path / "empty")
     assert code == 2 and err.count("\n") == 1 and "error:" in err and "empty" in err
 
 
@@ -165,12 +158,12 @@ def test_missing_weights_skip_the_metric_with_a_message(tmp_path, capsys, monkey
     real = write_pngs(tmp_path / "real", emoji, range(4))
     monkeypatch.setattr(W, "fid_helper_file", lambda: None)
     monkeypatch.setenv("PIXELFOLDER_CACHE", str(tmp_path / "empty-cache"))
-    code, out, err = run_cli(capsys, "--real", real, "--fake", real, "--metrics", "fid")
+    code, out, err = run_cli(capsys, "evaluate", "--real", real, "--fake", real, "--metrics", "fid")
     assert code == 2 and out == ""
     assert "skipped fid: no Inception-v3 weights found: pass --detector PATH" in err
     assert "error: no metric could be computed" in err
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "--network", "pixelfolder-tiny", "--metrics", "ppl2_wend,params")
+    code, out, err = run_cli(capsys, "evaluate", "--network", "pixelfolder-tiny", "--metrics", "ppl2_wend,params")
     assert code == 0 and "skipped ppl2_wend: no LPIPS-VGG heads" in err and list(results(out)) == ["params"]
     assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["metric-params.jsonl"]     # a preset: the cwd
 

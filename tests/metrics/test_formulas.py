@@ -14,7 +14,7 @@ from pixelfolder.metrics.kid import kid_from_features
 from pixelfolder.metrics.ppl import pair_distances, ppl_from_distances
 from pixelfolder.metrics.pr import precision_recall
 from pixelfolder.metrics.resize import resize_bilinear_tf1
-from tests.metrics.helpers import UniformLikelihood
+from tests.helpers import UniformLikelihood
 
 
 def correlated_features(n, d, seed, shift=0.0):

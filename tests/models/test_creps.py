@@ -8,12 +8,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import pixelfolder
 from pixelfolder.errors import PixelfolderError
-from pixelfolder.layers import lines as lines_mod
-from pixelfolder.layers.lines import line_coords
+from pixelfolder.models.creps import lines as lines_mod
+from pixelfolder.models.creps.lines import line_coords
 from pixelfolder.models import count_parameters
 from pixelfolder.models.creps import CREPS, HEAD_CHUNK_BYTES, CREPSConfig
-
-REL_TOL = 1e-5
+from tests.helpers import assert_close, build_meta, zs
 
 # ../shared/reference/inrgan_creps_keys.txt, section "creps 256 (scale 1) G": 184 tensors, 30,535,945 values;
 # minus its three buffers synthesis.b4.input.freqs [1, 4096], synthesis.b4.input.coords [1, 256, 2, 1] and
@@ -23,10 +22,6 @@ MAPPING_PARAMS = 8 * (512 * 512 + 512)          # reference §5: mapping 2.10 M
 PARAMS_512_M = 30.87                            # reference §5: "CREPS 512 native (params only) 30.87 M"
 # Reference §2.4 / §5 (FlopCounterMode on the official code): 53.69 GMAC per image at 256, 128.04 at --scale 2.
 MACS_256_G, MACS_SCALE2_G = 53.69, 128.04
-
-
-def zs(n, seed=0, dim=64):
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
 
 
 def make_tiny():
@@ -43,17 +38,6 @@ def make_tiny():
 @pytest.fixture(scope="module")
 def G():
     return make_tiny()
-
-
-def build_meta(name):
-    with torch.device("meta"):
-        return pixelfolder.create(name, compute_w_avg=False)
-
-
-def assert_close(ours, ref, what=""):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    err = (ours - ref).abs().max().item()
-    assert err <= REL_TOL * ref.abs().max().item(), f"{what}: max abs diff {err:.3g}"
 
 
 # ------------------------------------------------------------------------------ straightforward formulation

@@ -6,9 +6,8 @@ import pixelfolder
 from pixelfolder.errors import PixelfolderError
 from pixelfolder.models import count_parameters
 from pixelfolder.models.inrgan import INRGANConfig
-from tests.convert.test_inrgan_fixtures import code_path
+from tests.helpers import assert_close, build_meta, code_path, zs
 
-REL_TOL = 1e-5
 TINY = ["inrgan-tiny", "inrgan_bil-tiny"]
 
 # ../shared/reference/inrgan_creps_keys.txt, "inr-gan 256 G": the sum of every shape except the unused
@@ -21,20 +20,10 @@ BLOCK_GMACS_256 = {4: 0.094, 8: 0.554, 16: 0.554, 32: 0.554, 64: 2.541, 128: 4.9
 EXTENDED = {512: (92.4, 22.0, 22.7), 1024: (161.6, 32.1, 89.8)}
 
 
-def assert_close(ours, ref, what=""):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    err = (ours - ref).abs().max().item()
-    assert err <= REL_TOL * ref.abs().max().item(), f"{what}: max abs diff {err:.3g}"
-
-
 @pytest.fixture(scope="module", params=TINY)
 def G(request):
     torch.manual_seed(0)
     return pixelfolder.create(request.param).eval()
-
-
-def zs(n, seed=0):
-    return torch.randn(n, 64, generator=torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
@@ -116,11 +105,6 @@ def test_gradients_reach_every_parameter():
     assert not missing, missing
 
 
-def build_meta(name):
-    with torch.device("meta"):
-        return pixelfolder.create(name, compute_w_avg=False)
-
-
 @pytest.mark.parametrize("name", ["inrgan-256", "inrgan_bil-256"])
 def test_official_parameter_count_256(name):
     G = build_meta(name)
@@ -169,5 +153,5 @@ def test_no_stale_features_after_edits_through_data():
             if block.coords.random_basis is not None:
                 block.coords.random_basis.data.mul_(2.0)
     H.load_state_dict(G.state_dict())
-    H.synthesis.reference = True
-    assert_close(G(zs(2)), H(zs(2)), "after .data edits")
+    with code_path(H, "reference"):
+        assert_close(G(zs(2)), H(zs(2)), "after .data edits")

@@ -6,10 +6,9 @@ the note under the table) and the exact 256 totals from ../shared/reference/pixe
 (section headers "parameters N").
 """
 import pytest
-import torch
 
-import pixelfolder
 from pixelfolder.models import count_parameters
+from tests.helpers import build_meta
 
 # ../shared/reference/pixelfolder_cips_stylegan2_keys.txt: exact parameter totals at 256 px.
 EXACT_256 = {
@@ -41,11 +40,6 @@ N_LATENT = {
 MAPPING_PARAMS = 2_101_248
 
 CASES = [(arch, res) for arch, row in TABLE_M.items() for res in row]
-
-
-def build_meta(name):
-    with torch.device("meta"):
-        return pixelfolder.create(name, compute_w_avg=False)
 
 
 def test_mapping_formula_matches_table():

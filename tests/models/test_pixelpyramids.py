@@ -12,10 +12,10 @@ from scipy.stats import chisquare
 import pixelfolder
 from pixelfolder.convert.pixelpyramids import from_official
 from pixelfolder.errors import PixelfolderError
-from pixelfolder.layers.dmol import dmol_nll
-from pixelfolder.layers.pyramid import decompose, dequantize_to_uint8, squeeze_slots, to_model_space
+from pixelfolder.models.pixelpyramids.dmol import dmol_nll
+from pixelfolder.models.pixelpyramids.pyramid import decompose, dequantize_to_uint8, squeeze_slots, to_model_space
 from pixelfolder.models import count_parameters
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 
 # (preset, total with the dead Down.conv blocks, their share), millions, reference §5.
 REFERENCE_M = [("pixelpyramids-celeba256", 167.04, 31.44), ("pixelpyramids-lsun128", 223.77, 43.25),

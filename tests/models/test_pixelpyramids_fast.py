@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import pixelfolder
-from pixelfolder.layers.unet_lstm import BatchNorm, DoubleConv, WeightCache, release_inference_weights
+from pixelfolder.layers import DerivedCache, release_cached
+from pixelfolder.models.pixelpyramids.unet_lstm import BatchNorm, DoubleConv
 from pixelfolder.models.pixelpyramids import PixelPyramids  # noqa: F401  (registers)
 
 
@@ -87,8 +88,8 @@ def test_cache_follows_load_state_dict_and_release():
         loaded = model.level_nll(x)
         expected = other.level_nll(x)
     assert torch.equal(loaded, expected)
-    release_inference_weights(model)
-    assert all(not m._cache.entries for m in model.modules() if isinstance(getattr(m, "_cache", None), WeightCache))
+    release_cached(model)
+    assert all(not m._cache.entries for m in model.modules() if isinstance(getattr(m, "_cache", None), DerivedCache))
     with torch.no_grad():
         assert torch.equal(model.level_nll(x), expected)
 

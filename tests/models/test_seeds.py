@@ -8,7 +8,7 @@ from PIL import Image
 import pixelfolder
 from pixelfolder.cli.main import main
 from pixelfolder.errors import PixelfolderError
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def nvlabs_z(seed: int, z_dim: int) -> torch.Tensor:

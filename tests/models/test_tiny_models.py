@@ -3,21 +3,15 @@ import pytest
 import torch
 
 import pixelfolder
+from pixelfolder import registry
 from pixelfolder.errors import CheckpointError, PixelfolderError
 from pixelfolder.training.losses import d_logistic_loss, g_nonsaturating_loss
+from tests.helpers import assert_close, zs
 
-REL_TOL = 1e-5
-TINY = [n for n in pixelfolder.list_models() if n.endswith("-tiny")]
+TINY = [n for n in pixelfolder.list_models() if registry.preset(n).tiny]
 TINY_G = [n for n in TINY if pixelfolder.list_models("generator").count(n)]
 TINY_D = [n for n in TINY if pixelfolder.list_models("discriminator").count(n)]
 CIPS_TINY = [n for n in TINY_G if n.startswith("cips")]
-
-
-def assert_close(ours, ref, what=""):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    scale = ref.abs().max().item()
-    err = (ours - ref).abs().max().item()
-    assert err <= REL_TOL * scale, f"{what}: max abs diff {err:.3g} > {REL_TOL} * {scale:.3g}"
 
 
 def test_tiny_preset_list():
@@ -40,10 +34,6 @@ def make(name, **kw):
 @pytest.fixture(scope="module", params=TINY_G)
 def G(request):
     return make(request.param)
-
-
-def zs(n, seed=0, dim=64):
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()

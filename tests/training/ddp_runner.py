@@ -5,7 +5,7 @@ import sys
 import torch
 
 from pixelfolder.training.loop import training_loop
-from tests.training.helpers import options
+from tests.helpers import options
 
 data, run_dir, out = sys.argv[1:4]
 torch.set_num_threads(1)

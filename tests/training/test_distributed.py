@@ -5,8 +5,8 @@ import sys
 
 import torch
 
-from pixelfolder.training.loop import build_networks, training_loop
-from tests.training.helpers import make_folder, options
+from pixelfolder.training.loop import make_objective, training_loop
+from tests.helpers import make_folder, options
 
 
 def test_two_processes_match_one_process(tmp_path):
@@ -27,7 +27,8 @@ def test_two_processes_match_one_process(tmp_path):
     # Float summation order differs between the two setups, and Adam with beta1 = 0 turns each gradient into
     # roughly lr * sign(g) in its first steps, so a near-zero gradient element whose rounding differs moves by
     # up to 2 * lr. Compare the whole parameter change of each tensor instead: relative L2 of the difference.
-    init_G, init_D, _, _ = build_networks(opts_single, "cpu")
+    initial, _ = make_objective(opts_single, torch.device("cpu"))
+    init_G, init_D = initial.networks["G"], initial.networks["D"]
     inits = {"G": dict(init_G.named_parameters()), "D": dict(init_D.named_parameters()),
              "G_ema": dict(init_G.named_parameters())}
     worst = {}

@@ -7,9 +7,9 @@ import torch
 import pixelfolder
 from pixelfolder.errors import PixelfolderError
 from pixelfolder.training.loop import training_loop
-from pixelfolder.training.options import RECIPES
+from pixelfolder.registry import architecture
 from pixelfolder.training.rundir import read_state
-from tests.training.helpers import make_folder, options
+from tests.helpers import make_folder, options
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_two_nll_steps_train_every_level_with_the_official_optimiser(tmp_path, d
     assert 0 < stats[-1]["nll_bpd"] < 5 + 1e-6        # 5-bit images: a uniform model scores exactly 5
     state = read_state(tmp_path / "run")
     group = state["opt_G"]["param_groups"][0]
-    recipe = RECIPES["pixelpyramids"]
+    recipe = architecture("pixelpyramids").recipe
     assert tuple(group["betas"]) == recipe.betas
     assert group["lr"] == pytest.approx(recipe.lr * recipe.lr_decay ** 1, rel=1e-12)   # set before step index 1
     G = pixelfolder.load(tmp_path / "run" / "network-snapshot-000000.pt")

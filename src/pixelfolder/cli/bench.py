@@ -59,7 +59,8 @@ def resolve_spec(spec: str, resolution: int) -> str:
 def measure_likelihood(model, spec: str, args) -> dict:
     """Likelihood evaluation (img/s, eval-mode BatchNorm) and exact sampling (s/img) of a likelihood model."""
     import torch
-    from ..metrics.cost import count_parameters, median, peak_rss_mb, time_call
+    from ..metrics.cost import median, peak_rss_mb, time_call
+    from ..utils import count_parameters
     if args.dtype not in ("fp32", "bf16"):
         raise PixelfolderError(f"likelihood models evaluate in fp32 or bf16, not {args.dtype}")
     device = torch.device(args.device)
@@ -87,12 +88,19 @@ def measure_likelihood(model, spec: str, args) -> dict:
 def measure(spec: str, args) -> dict:
     """Everything about one model, in this process."""
     import torch
-    from ..metrics.cost import count_parameters, generator_macs, median, peak_rss_mb, time_call
+    from ..layers import switch
     from .common import open_network
     device = torch.device(args.device)
-    G = open_network(spec, kind=("generator", "likelihood"), verbose=False, params=args.params).to(device).eval()
-    if G.kind == "likelihood":
-        return measure_likelihood(G, spec, args)
+    G = open_network(spec, kind=tuple(MEASURES), verbose=False, params=args.params).to(device).eval()
+    with switch(G, impl=args.impl):         # the modulated-conv form of every StyledConv / ToRGB (if any)
+        return MEASURES[G.kind](G, spec, args)
+
+
+def measure_generator(G, spec: str, args) -> dict:
+    import torch
+    from ..metrics.cost import generator_macs, median, peak_rss_mb, time_call
+    from ..utils import count_parameters
+    device = torch.device(args.device)
     macs = generator_macs(G)
     official_macs = G.official_macs() if hasattr(G, "official_macs") else None
     z = torch.randn(args.batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
@@ -116,8 +124,8 @@ def measure(spec: str, args) -> dict:
     sec = median(times)
     err = ((out - reference).norm() / reference.norm()).item()
     return {
-        "model": spec, "arch": G.arch, "resolution": G.resolution, "batch": args.batch, "dtype": args.dtype,
-        "threads": args.threads, "impl": args.impl, "compile": args.compile,
+        "model": spec, "arch": G.arch, "kind": G.kind, "resolution": G.resolution, "batch": args.batch,
+        "dtype": args.dtype, "threads": args.threads, "impl": args.impl, "compile": args.compile,
         "channels_last": not args.no_channels_last,
         "params": count_parameters(G), "gmacs": (official_macs or macs["total"]) / 1e9,
         "gmacs_executed": macs["total"] / 1e9,
@@ -146,6 +154,25 @@ def run_single_subprocess(spec: str, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def likelihood_line(spec: str, r: dict, peak: float) -> str:
+    return (f"{spec:<18} {r['params'] / 1e6:9.3f} likelihood {r['resolution']} px: {r['ms_per_img']:9.1f} ms/img "
+            f"{r['img_per_s']:7.2f} img/s ({r['dtype']}, eval-mode BN, batch {r['batch']}; max bpd diff vs fp32 "
+            f"{r['bpd_rel_diff_vs_fp32']:.1e} rel.); exact sampling "
+            f"{r['sample_s_per_img']:.2f} s/img; peak {r['peak_rss_mb']:.0f} MB")
+
+
+def generator_line(spec: str, r: dict, peak: float) -> str:
+    paper = f"{r['gmacs_transposed_at_output']:8.2f}" if r["gmacs_transposed_at_output"] else f"{'':>8}"
+    return (f"{spec:<18} {r['params'] / 1e6:9.3f} {r['gmacs']:8.2f} {paper} {r['ms_per_img']:9.1f} "
+            f"{r['img_per_s']:7.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
+            f"{r['peak_rss_mb']:8.0f} {r['rel_l2_vs_fp32']:8.1e}")
+
+
+# what is measured and printed per registry kind (a likelihood model is evaluated and sampled, not generated)
+MEASURES = {"generator": measure_generator, "likelihood": measure_likelihood}
+ROW_LINES = {"generator": generator_line, "likelihood": likelihood_line}
+
+
 def run(args) -> int:
     import torch
     from .. import registry
@@ -153,8 +180,7 @@ def run(args) -> int:
     if args.batch < 1 or args.threads < 1 or args.repeats < 1:
         raise PixelfolderError("--batch, --threads and --repeats must be >= 1")
     if args.single:
-        from ..layers import modconv_impl
-        with num_threads(args.threads), modconv_impl(args.impl):
+        with num_threads(args.threads):
             print(json.dumps(measure(args.single, args)))
         return 0
     if args.json:
@@ -175,16 +201,7 @@ def run(args) -> int:
         r = run_single_subprocess(spec, args)
         r["matmul_peak_gflops"] = peak
         rows.append(r)
-        if r.get("kind") == "likelihood":
-            print(f"{spec:<18} {r['params'] / 1e6:9.3f} likelihood {r['resolution']} px: {r['ms_per_img']:9.1f} ms/img "
-                  f"{r['img_per_s']:7.2f} img/s ({r['dtype']}, eval-mode BN, batch {r['batch']}; max bpd diff vs fp32 "
-                  f"{r['bpd_rel_diff_vs_fp32']:.1e} rel.); exact sampling "
-                  f"{r['sample_s_per_img']:.2f} s/img; peak {r['peak_rss_mb']:.0f} MB")
-            continue
-        paper = f"{r['gmacs_transposed_at_output']:8.2f}" if r["gmacs_transposed_at_output"] else f"{'':>8}"
-        print(f"{spec:<18} {r['params'] / 1e6:9.3f} {r['gmacs']:8.2f} {paper} {r['ms_per_img']:9.1f} "
-              f"{r['img_per_s']:7.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
-              f"{r['peak_rss_mb']:8.0f} {r['rel_l2_vs_fp32']:8.1e}")
+        print(ROW_LINES[r["kind"]](spec, r, peak))
     for r in rows:
         if r.get("gmacs_executed") and abs(r["gmacs_executed"] - r["gmacs"]) > 0.005 * r["gmacs"]:
             print(f"{r['model']}: our code executes {r['gmacs_executed']:.2f} GMACs per image "

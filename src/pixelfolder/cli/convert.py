@@ -15,9 +15,8 @@ def add_parser(sub) -> None:
                                "(read as data, never executed) or PixelPyramids checkpoint (with --params); also any "
                                "other network spec (URL, pretrained name, run directory, our .pt/.safetensors)")
     p.add_argument("dst", help="output file: .safetensors writes safetensors, any other name a torch zip")
-    p.add_argument("--arch", choices=["pixelfolder", "cips_skip", "cips_res", "stylegan2", "inrgan", "inrgan_bil",
-                                      "creps", "stylegan2_ada", "pixelpyramids"],
-                   help="architecture (default: inferred from the keys or the pickle's recorded class)")
+    p.add_argument("--arch", help="the converter to use (default: inferred from the keys or the pickle's recorded "
+                                  "class); `pixelfolder models --converters` lists them")
     p.add_argument("--size", type=int, help="expected resolution (checked)")
     p.add_argument("--which", default="g_ema", type=str.lower, choices=["g_ema", "g", "d", "all"],
                    help="network to convert (G_ema, G or D of a pickle); 'all' writes DST stem + _g_ema/_g/_d "
@@ -64,8 +63,11 @@ def run(args) -> int:
     if args.which != "all":
         check_target(src, dst, args.overwrite)           # before torch is imported and SRC read
     from ..checkpoint import save
-    from ..models import count_parameters
+    from ..registry import converter_choices
+    if args.arch is not None and args.arch not in converter_choices():
+        raise PixelfolderError(f"unknown --arch {args.arch!r}; choose from {', '.join(converter_choices())}")
     from ..networks import open_spec
+    from ..utils import count_parameters
     from .common import writable_dir
     writable_dir(dst.parent if str(dst.parent) else ".")
     opened = open_spec(args.src, arch=args.arch, size=args.size, params=args.params)

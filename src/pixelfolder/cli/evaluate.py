@@ -45,10 +45,8 @@ def add_parser(sub) -> None:
 
 
 def _open_data(spec: str, resolution_hint: int | None, split: str = "all"):
-    from ..data import open_dataset
-    if spec == "emoji":
-        return open_dataset("emoji", 64 if (resolution_hint or 32) >= 64 else 32, split=split)
-    return open_dataset(spec, split=split)
+    from ..data import open_reals
+    return open_reals(spec, resolution_hint, split=split)
 
 
 def _network_kind(names) -> str | None:

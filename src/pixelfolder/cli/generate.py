@@ -49,23 +49,30 @@ def grid_path(args, outdir: Path) -> Path | None:
     return outdir.parent / f"{outdir.name}-grid.png"
 
 
-def check_options(args, G) -> None:
-    if G.kind == "likelihood":
-        if (args.size is not None or args.scale is not None or args.trunc != 1.0 or args.trunc_cutoff is not None
-                or args.noise_mode != "const" or args.seed_rng is not None):
-            raise PixelfolderError(f"{G.arch} samples at its own size, without truncation, noise inputs or a seed "
-                                   "convention: drop --size/--scale/--trunc/--trunc-cutoff/--noise-mode/--seed-rng")
-    elif args.sampler != "exact":
-        raise PixelfolderError("--sampler applies to likelihood models (PixelPyramids) only")
+# sample() option -> (flag, attribute of args, its default): which flags apply is read from the registry
+SAMPLE_FLAGS = {"truncation_psi": ("--trunc", "trunc", 1.0),
+                "truncation_cutoff": ("--trunc-cutoff", "trunc_cutoff", None),
+                "noise_mode": ("--noise-mode", "noise_mode", "const"), "size": ("--size", "size", None),
+                "scale": ("--scale", "scale", None), "seed_rng": ("--seed-rng", "seed_rng", None),
+                "mode": ("--sampler", "sampler", "exact")}
 
 
-def sampler(args, G, device):
+def sample_options(args, G) -> dict:
+    """The network's sample() options from the flags; a flag its architecture does not take is refused."""
+    from ..registry import architecture
+    own = architecture(G.arch).sample_options
+    foreign = [flag for option, (flag, attr, default) in SAMPLE_FLAGS.items()
+               if option not in own and getattr(args, attr) != default]
+    if foreign:
+        takes = "/".join(SAMPLE_FLAGS[o][0] for o in own if o in SAMPLE_FLAGS) or "none"
+        raise PixelfolderError(f"{G.arch} ({G.kind}) does not take {'/'.join(foreign)}: its sampling options are "
+                               f"{takes}")
+    return {option: getattr(args, SAMPLE_FLAGS[option][1]) for option in own if option in SAMPLE_FLAGS}
+
+
+def sampler(G, options: dict, device):
     """seeds -> (N, 3, H, W) float images, batch-size independent."""
-    if G.kind == "likelihood":
-        return lambda seeds: G.sample(seeds, batch_size=len(seeds), mode=args.sampler, device=device)
-    return lambda seeds: G.sample(seeds, batch_size=len(seeds), truncation_psi=args.trunc,
-                                  truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode, size=args.size,
-                                  scale=args.scale, seed_rng=args.seed_rng)
+    return lambda seeds: G.sample(seeds, batch_size=len(seeds), device=device, **options)
 
 
 def finite(images, seeds):
@@ -81,7 +88,7 @@ def finite(images, seeds):
 def run(args) -> int:
     from ..atomic import atomic_write
     from ..data.images import save_uint8, to_uint8, uint8_grid
-    from ..models.base import check_seed_rng
+    from ..utils import check_seed_rng
     from ..progress import Progress
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:
@@ -92,10 +99,10 @@ def run(args) -> int:
         writable_dir(grid.parent)
     device = parse_device(args.device)
     G = open_network(args.network, kind=("generator", "likelihood"), params=args.params).to(device)
-    check_options(args, G)
-    if G.kind != "likelihood":
-        check_seed_rng(args.seed_rng or G.seed_rng, seeds)
-    draw = sampler(args, G, device)
+    options = sample_options(args, G)
+    if "seed_rng" in options:
+        check_seed_rng(options["seed_rng"] or G.seed_rng, seeds)
+    draw = sampler(G, options, device)
     bar = Progress(len(seeds), "generate", enabled=args.progress)
     thumbs, shape = [], None
     for start in range(0, len(seeds), args.batch):

@@ -1,13 +1,17 @@
 """`pixelfolder models`: every preset with its kind, resolution, parameters and forward GMACs."""
 from __future__ import annotations
 
+from ..registry import KINDS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list architectures and presets")
-    p.add_argument("--kind", choices=["generator", "discriminator", "likelihood"], help="only this kind")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.add_argument("--no-macs", action="store_true", help="skip counting MACs (faster)")
     p.add_argument("--pretrained", action="store_true",
                    help="list the official pretrained networks instead: short name, URL, format, converter")
+    p.add_argument("--converters", action="store_true",
+                   help="list the converters of official files instead (the `convert --arch` values)")
     p.set_defaults(run=run)
 
 
@@ -15,7 +19,8 @@ def preset_cost(name: str, macs: bool = True) -> dict:
     """Parameters and per-image forward MACs of a preset, counted on the meta device (no memory, no compute)."""
     import torch
     from .. import registry
-    from ..metrics.cost import count_macs, count_parameters
+    from ..metrics.cost import count_macs
+    from ..utils import count_parameters
     model = registry.create(name, device="meta", compute_w_avg=False).eval()
     row = {"name": name, "arch": model.arch, "kind": model.kind, "resolution": model.resolution,
            "params": count_parameters(model)}
@@ -34,7 +39,7 @@ def preset_cost(name: str, macs: bool = True) -> dict:
 
 
 def print_pretrained() -> None:
-    from ..networks import cache_root
+    from ..utils import cache_root
     from ..zoo import PRETRAINED
     print(f"{'name':<28} {'model':<20} {'dataset':<24} {'res':>5}  how")
     for p in PRETRAINED:
@@ -47,10 +52,23 @@ def print_pretrained() -> None:
           f"{cache_root() / 'networks' / 'pretrained'}/<file name> to work by name")
 
 
+def print_converters() -> None:
+    from .. import registry
+    layouts = {"state_dict": "official torch state_dict / train.py dict", "nvlabs": "NVlabs network pickle or "
+               "its state_dict", "pixelpyramids": "per-level checkpoint + params json"}
+    print(f"{'--arch':<16} {'makes':<14} reads")
+    for c in registry.converters():
+        if c.cli:
+            print(f"{c.name:<16} {c.arch:<14} {layouts[c.layout]}")
+
+
 def run(args) -> int:
     from .. import registry
     if args.pretrained:
         print_pretrained()
+        return 0
+    if args.converters:
+        print_converters()
         return 0
     print(f"{'preset':<20} {'arch':<12} {'kind':<14} {'res':>5} {'params (M)':>11} {'GMACs':>9}")
     rows = [preset_cost(name, macs=not args.no_macs) for name in registry.list_models(args.kind)]

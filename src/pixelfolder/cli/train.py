@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from ..data.emoji import DEMO_DATASET
 from ..errors import PixelfolderError
 from .common import NETWORK_HELP, parse_device, positive_int
 
@@ -19,27 +20,30 @@ DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (no arguments: the 10-minute CPU demo on emoji)")
-    p.add_argument("--model", default="pixelfolder",
-                   help="pixelfolder, cips_skip, cips_res, stylegan2, inrgan, inrgan_bil, creps or pixelpyramids")
-    p.add_argument("--preset", help="preset name (default: <model>-tiny on emoji, else <model>-<resolution>)")
-    p.add_argument("--data", default="emoji", help="dataset (folder, zip, LMDB) or 'emoji' (default)")
+    p.add_argument("--model", help="architecture to train (`pixelfolder models`; default pixelfolder): picks its "
+                                   "preset for the data (<model>-tiny on the demo set, else <model>-<resolution>)")
+    p.add_argument("--preset", help="the exact preset to train (instead of --model)")
+    p.add_argument("--data", default=DEMO_DATASET, help=f"dataset (folder, zip, LMDB) or '{DEMO_DATASET}' (the "
+                                                        "embedded demo set, default)")
     p.add_argument("--outdir", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--resolution", type=int, help="px (default: the preset's; emoji: 32)")
-    p.add_argument("--batch", type=int, help="global batch, images (default: recipe, 64; demo 32)")
+    p.add_argument("--resolution", type=int, help="px (default: the preset's; the demo set: 32); other sizes in "
+                                                  "the data are resized on the fly")
+    p.add_argument("--batch", type=int, help="global batch, images (default: the recipe's; demo 32)")
     p.add_argument("--batch-gpu", type=int, help="images per process per forward (gradient accumulation)")
     p.add_argument("--kimg", type=float, help="training length in thousands of images (default 25000; demo 150)")
     p.add_argument("--time-limit", type=float, dest="time_limit_min",
                    help="stop with a final snapshot after this many minutes (demo default 10)")
-    p.add_argument("--gamma", type=float, help="R1 weight (default 10)")
-    p.add_argument("--r1-every", type=int, help="steps between R1 steps (default 16)")
-    p.add_argument("--pl-weight", type=float, help="path-length weight (default 0; StyleGAN2: 2)")
-    p.add_argument("--pl-every", type=int, help="steps between path-length steps (default 4)")
-    p.add_argument("--mixing", type=float, help="style-mixing probability (default 0; StyleGAN2: 0.9)")
-    p.add_argument("--ema-kimg", type=float, help="G_ema half-life in kimg (default 20 = official 0.5^(32/10000) "
-                                                  "per step at batch 64)")
-    p.add_argument("--glr", type=float, help="G learning rate before lazy rescaling (default 0.002)")
-    p.add_argument("--dlr", type=float, help="D learning rate before lazy rescaling (default 0.002)")
-    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="random x-flips of reals (default on)")
+    # every default below is the model's official recipe: `--dry-run` prints the values and where they come from
+    p.add_argument("--gamma", type=float, help="R1 weight (default: recipe)")
+    p.add_argument("--r1-every", type=int, help="steps between R1 steps (default: recipe)")
+    p.add_argument("--pl-weight", type=float, help="path-length weight, 0 = off (default: recipe)")
+    p.add_argument("--pl-every", type=int, help="steps between path-length steps (default: recipe)")
+    p.add_argument("--mixing", type=float, help="style-mixing probability (default: recipe)")
+    p.add_argument("--ema-kimg", type=float, help="G_ema half-life in kimg (default: recipe; demo 2)")
+    p.add_argument("--glr", type=float, help="G learning rate before lazy rescaling (default: recipe)")
+    p.add_argument("--dlr", type=float, help="D learning rate before lazy rescaling (default: recipe)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="random x-flips of reals (default: recipe)")
     p.add_argument("--augment", choices=["none", "diffaug"], default="none", help="DiffAugment on reals and fakes")
     p.add_argument("--snap", type=float, dest="snap_kimg", help="kimg between snapshots (default 50; demo 10)")
     p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot (e.g. fid50k_full)")
@@ -58,12 +62,15 @@ def add_parser(sub) -> None:
                                     "0 = finest). Levels are independent, so they can be trained separately")
     p.add_argument("--split", choices=["all", "train"],
                    help="training images (default: train = 9 of every 10 for likelihood models, all for GANs)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved options (JSON) with where each recipe value comes from, and exit")
     p.set_defaults(run=run)
 
 
-def options_from_args(args):
-    from ..training.options import TrainOptions, resolve
+def given_options(args):
+    """(TrainOptions as given, before the recipe fills it, names of the demo's defaults used)."""
+    from ..data.emoji import is_demo_dataset
+    from ..training.options import TrainOptions
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     given["metrics"] = tuple(m for m in args.metrics.split(",") if m)
@@ -72,22 +79,28 @@ def options_from_args(args):
             given["levels"] = tuple(int(v) for v in args.levels.split(",") if v.strip())
         except ValueError:
             raise PixelfolderError(f"bad --levels {args.levels!r}: use e.g. 0,1") from None
-    is_demo = args.data == "emoji" and args.preset is None and args.resolution in (None, 32)
-    for key, value in DEMO.items():
-        if is_demo and getattr(args, key, None) is None:
-            given[key] = value
+    is_demo = is_demo_dataset(args.data) and args.preset is None and args.resolution in (None, 32)
+    demo = tuple(key for key in DEMO if is_demo and getattr(args, key, None) is None)
+    given.update({key: DEMO[key] for key in demo})
     if args.workers is None:
         import torch
         given["workers"] = 2 if torch.cuda.is_available() and args.device != "cpu" else 0
     given["run_dir"] = args.outdir
-    return resolve(TrainOptions(**given))
+    return TrainOptions(**given), demo
+
+
+def options_from_args(args):
+    from ..training.options import resolve
+    return resolve(given_options(args)[0])
 
 
 def run(args) -> int:
     opts = options_from_args(args)
     parse_device(opts.device)                  # a device that does not exist here fails before anything is written
     if args.dry_run:
-        print(json.dumps(dataclasses.asdict(opts), indent=2))
+        from ..training.options import option_sources
+        given, demo = given_options(args)
+        print(json.dumps({**dataclasses.asdict(opts), "sources": option_sources(given, demo)}, indent=2))
         return 0
     if opts.metrics:
         from ..metrics.metric_main import parse_metric_names

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConversionError, PixelfolderError
+from .. import registry
 from ..registry import architecture, config_from_dict
-from .archs import ARCHS, detect_arch
+from .archs import detect_arch
 from .official import apply_rules, load_mapped
 
 TRAIN_KEYS = ("g_ema", "g", "d")
@@ -24,30 +25,15 @@ W_AVG_SAMPLES = 10_000
 NVLABS_WHICH = {"g_ema": "G_ema", "g": "G", "d": "D"}
 
 
-def _module_converters() -> dict:
-    """arch -> converter(state_dict, official init kwargs, recorded attributes) for NVlabs-layout networks."""
-    from . import creps, inrgan, stylegan2_ada
-    return {
-        "inrgan": lambda sd, kwargs, _: inrgan.from_official(sd, kwargs, arch="inrgan"),
-        "inrgan_bil": lambda sd, kwargs, _: inrgan.from_official(sd, kwargs, arch="inrgan_bil"),
-        "creps": lambda sd, kwargs, _: creps.from_official(sd, kwargs),
-        "stylegan2_ada": stylegan2_ada.from_official,       # networks_stylegan2 Generator -> our stylegan2
-        "stylegan2_d": stylegan2_ada.d_from_official,       # networks_stylegan2 resnet Discriminator
-    }
-
-
 def detect_module_arch(sd: dict) -> str | None:
-    """'inrgan', 'creps' or 'stylegan2_ada' for NVlabs-layout generator state_dicts, else None."""
-    from . import creps, inrgan, stylegan2_ada
-    for name, module in (("inrgan", inrgan), ("creps", creps), ("stylegan2_ada", stylegan2_ada)):
-        if module.detect(sd):
-            return name
-    return None
+    """The registered NVlabs-layout converter whose detector accepts this generator state_dict, else None."""
+    found = [c.name for c in registry.converters("nvlabs") if c.detect is not None and c.detect(sd)]
+    return found[0] if found else None
 
 
 def convert_module_arch(sd: dict, arch: str, init_kwargs: dict | None = None, attributes: dict | None = None):
-    """An NVlabs-layout state_dict (INR-GAN, CREPS, StyleGAN2-ADA G or D) through its converter."""
-    return _module_converters()[arch](sd, init_kwargs, attributes).eval()
+    """An NVlabs-layout state_dict (INR-GAN, CREPS, StyleGAN2-ADA G or D) through its registered converter."""
+    return registry.converter("nvlabs", arch).convert(sd, init_kwargs, attributes).eval()
 
 
 def load_network_pickle(path, which: str = "g_ema", snapshot: dict | None = None):
@@ -110,12 +96,16 @@ def convert_state_dict(state_dict: dict, arch: str | None = None, size: int | No
     if module_arch == "inrgan":
         raise ConversionError("INR-GAN and INR-GAN-bil state_dicts have identical keys: pass --arch inrgan or "
                               "inrgan_bil (a network pickle records which one it is)")
-    if module_arch or arch in ("inrgan", "inrgan_bil", "creps", "stylegan2_ada"):
+    nvlabs_only = arch is not None and registry.converter("state_dict", arch) is None \
+        and registry.converter("nvlabs", arch) is not None
+    if module_arch or nvlabs_only:
         return convert_module_arch(state_dict, arch or module_arch)
     arch = arch or detect_arch(state_dict)
-    if arch not in ARCHS:
-        raise ConversionError(f"no converter for architecture {arch!r}; known: {', '.join(ARCHS)}")
-    _, infer_config, rules = ARCHS[arch]
+    found = registry.converter("state_dict", arch)
+    if found is None:
+        known = ", ".join(c.name for c in registry.converters("state_dict"))
+        raise ConversionError(f"no converter for architecture {arch!r}; known: {known}")
+    infer_config, rules = found.infer_config, found.rules
     try:
         fields = infer_config(state_dict)
     except KeyError as e:

@@ -5,6 +5,7 @@ import math
 import re
 
 
+from .. import registry
 from ..errors import ConversionError
 from .official import MAPPING, Rule, conv_layer, lff, shifted, styled_conv, to_rgb
 
@@ -138,19 +139,27 @@ def discriminator_rules(config: dict) -> list[Rule]:
             Rule(r"final_linear\.1\.(?P<p>weight|bias)", "out.{p}")]
 
 
-ARCHS = {
-    "pixelfolder": (lambda sd: "posfolders.0.conv1.0.weight" in sd, pixelfolder_config, pixelfolder_rules),
-    "cips_skip": (lambda sd: "emb.input" in sd and "to_rgbs.0.bias" in sd, lambda sd: cips_config(sd, False),
-                  cips_skip_rules),
-    "cips_res": (lambda sd: "emb.input" in sd and "to_rgb_last.bias" in sd, lambda sd: cips_config(sd, True),
-                 cips_res_rules),
-    "stylegan2": (lambda sd: "to_rgb1.bias" in sd and "input.input" in sd, stylegan2_config, stylegan2_rules),
-    "stylegan2_d": (lambda sd: "final_linear.0.weight" in sd, discriminator_config, discriminator_rules),
-}
+# ------------------------------------------------------------------------------------------------ registered
+def _state_dict_converter(name: str, detect, infer_config, rules, cli: bool = True) -> None:
+    registry.register_converter(name, name, "state_dict", detect=detect, infer_config=infer_config, rules=rules,
+                                cli=cli)
+
+
+_state_dict_converter("pixelfolder", lambda sd: "posfolders.0.conv1.0.weight" in sd, pixelfolder_config,
+                      pixelfolder_rules)
+_state_dict_converter("cips_skip", lambda sd: "emb.input" in sd and "to_rgbs.0.bias" in sd,
+                      lambda sd: cips_config(sd, False), cips_skip_rules)
+_state_dict_converter("cips_res", lambda sd: "emb.input" in sd and "to_rgb_last.bias" in sd,
+                      lambda sd: cips_config(sd, True), cips_res_rules)
+_state_dict_converter("stylegan2", lambda sd: "to_rgb1.bias" in sd and "input.input" in sd, stylegan2_config,
+                      stylegan2_rules)
+_state_dict_converter("stylegan2_d", lambda sd: "final_linear.0.weight" in sd, discriminator_config,
+                      discriminator_rules, cli=False)       # detected from its keys; --which d picks it
 
 
 def detect_arch(sd: dict) -> str:
-    found = [name for name, (detect, _, _) in ARCHS.items() if detect(sd)]
+    """The architecture of an official (rosinality-layout) state_dict, told from its keys."""
+    found = [c.name for c in registry.converters("state_dict") if c.detect(sd)]
     if len(found) != 1:
         raise ConversionError("cannot tell the architecture from the keys (pass --arch): "
                               + (", ".join(found) if found else "no known layout matches"))

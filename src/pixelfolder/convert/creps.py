@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConversionError
 from ..models.creps import CREPS, CREPSConfig
-from ..registry import config_from_dict
+from ..registry import config_from_dict, register_converter
 from .archs import channel_fields
 from .official import Rule, apply_rules, load_mapped
 
@@ -131,6 +131,10 @@ def from_official(sd: dict, init_kwargs: dict | None = None) -> CREPS:
                       "w_avg": {"how": "official mapping.w_avg buffer, kept as stored"},
                       "coords": "regenerated as linspace(0, 1, n) for every render size"}
     return model.eval()
+
+
+register_converter("creps", "creps", "nvlabs", detect=detect,
+                   convert=lambda sd, init_kwargs, attributes: from_official(sd, init_kwargs))
 
 
 __all__ = ["detect", "config_from_official", "from_official"]

@@ -13,7 +13,7 @@ import re
 
 from ..errors import ConversionError
 from ..layers import fir_kernel
-from ..registry import architecture, config_from_dict
+from ..registry import architecture, config_from_dict, register_converter
 from .archs import channel_fields
 from .official import DROP, Rule, apply_rules, load_mapped
 
@@ -225,6 +225,13 @@ def from_official(sd: dict, init_kwargs: dict | None = None, arch: str | None = 
         if fp16:
             model.metadata["note"] = f"official num_fp16_res={fp16}; this model runs in float32"
     return model.eval()
+
+
+# the two variants have identical keys: detection names "inrgan" and the pickle's init kwargs (or --arch) decide
+register_converter("inrgan", "inrgan", "nvlabs", detect=detect,
+                   convert=lambda sd, init_kwargs, attributes: from_official(sd, init_kwargs, arch="inrgan"))
+register_converter("inrgan_bil", "inrgan_bil", "nvlabs",
+                   convert=lambda sd, init_kwargs, attributes: from_official(sd, init_kwargs, arch="inrgan_bil"))
 
 
 __all__ = ["ARCHS", "detect", "resolve", "config_from_official", "arch_of", "from_official", "rules"]

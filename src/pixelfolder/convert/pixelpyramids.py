@@ -13,7 +13,7 @@ import re
 
 from ..errors import ConversionError, PixelfolderError
 from ..models.pixelpyramids import PixelPyramids, PixelPyramidsConfig, official_unet_depths
-from ..registry import config_from_dict
+from ..registry import config_from_dict, register_converter
 from .official import load_mapped
 
 NO_PARAMS = ("official PixelPyramids checkpoints store no configuration: pass --params params/<name>.json")
@@ -197,6 +197,9 @@ def from_official(checkpoint_obj, params: dict | None = None, *, keep_dead_down_
                                               "and lsun.py add nothing",
                       "dead_down_convs": "kept" if keep_dead_down_convs else "dropped"}
     return model.eval()
+
+
+register_converter("pixelpyramids", "pixelpyramids", "pixelpyramids", convert=from_official)
 
 
 __all__ = ["from_official", "config_from_params", "NO_PARAMS"]

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ConversionError
 from ..layers import fir_kernel
-from ..registry import config_from_dict
+from ..registry import config_from_dict, register_converter
 from .archs import channel_fields
 from .official import DROP, Rule, apply_rules, load_mapped
 
@@ -257,6 +257,11 @@ def d_from_official(sd: dict, init_kwargs: dict | None = None, attributes: dict 
 def d_from_record(record):
     """Our stylegan2_d from a NetworkRecord (convert.nvlabs_pickle.extract_network) of a networks_stylegan2 D."""
     return d_from_official(record.state_dict, record.init_kwargs, record.attributes)
+
+
+# networks_stylegan2 (StyleGAN2-ADA, StyleGAN3 repo) G -> our stylegan2, and its resnet D -> our stylegan2_d
+register_converter("stylegan2_ada", "stylegan2", "nvlabs", detect=detect, convert=from_official)
+register_converter("stylegan2_d", "stylegan2_d", "nvlabs", convert=d_from_official, cli=False)
 
 
 __all__ = ["detect", "config_from_official", "rules", "from_official", "from_record", "detect_d",

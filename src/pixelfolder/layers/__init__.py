@@ -1,14 +1,20 @@
-"""Plain-PyTorch building blocks shared by every architecture (no custom CUDA/C++ ops)."""
+"""Plain-PyTorch building blocks shared by two or more architectures (no custom CUDA/C++ ops).
+
+Blocks used by one architecture only live with it (models/<arch>/), e.g. models/pixelpyramids/dmol.py.
+Every model shares one derived-tensor cache (cache.py: DerivedCache, release_cached) and one reference/fast
+switch (switch.py: `with reference(model):`, `with switch(model, impl="fused"):`).
+"""
+from .cache import DerivedCache, caching_allowed, release_cached
 from .coords import LFF, coord_grid, fold, unfold
 from .equalized import ConvLayer, EqualLinear, bias_lrelu
 from .fir import blur, fir_kernel, upfirdn2d_reference, upsample2x
 from .mapping import MappingNetwork, mix_ws, pixel_norm, truncate
-from .modconv import (NOISE_MODES, StyledConv, ToRGB, deterministic_noise, modconv_impl, modulated_conv2d,
-                      set_modconv_impl)
-from .stddev import minibatch_stddev
+from .modconv import IMPLS, NOISE_MODES, StyledConv, ToRGB, deterministic_noise, modulated_conv2d
+from .switch import SWITCHES, reference, switch
 
 __all__ = [
-    "LFF", "coord_grid", "fold", "unfold", "ConvLayer", "EqualLinear", "bias_lrelu", "blur", "fir_kernel",
-    "upfirdn2d_reference", "upsample2x", "MappingNetwork", "mix_ws", "pixel_norm", "truncate", "NOISE_MODES", "StyledConv", "ToRGB",
-    "deterministic_noise", "modconv_impl", "modulated_conv2d", "set_modconv_impl", "minibatch_stddev",
+    "DerivedCache", "caching_allowed", "release_cached", "LFF", "coord_grid", "fold", "unfold", "ConvLayer",
+    "EqualLinear", "bias_lrelu", "blur", "fir_kernel", "upfirdn2d_reference", "upsample2x", "MappingNetwork",
+    "mix_ws", "pixel_norm", "truncate", "IMPLS", "NOISE_MODES", "StyledConv", "ToRGB", "deterministic_noise",
+    "modulated_conv2d", "SWITCHES", "reference", "switch",
 ]

@@ -5,10 +5,12 @@
 - "nonfused": scale the input channels by the style, convolve with the shared weight, scale the output
   channels by the demodulation coefficients. One large convolution instead of B small ones: faster on
   CPUs and GPUs for batches > 1, and mathematically identical.
+
+StyledConv and ToRGB carry the switches `reference` (True: fused, the official form) and `impl` (an explicit
+form; 'auto' = by batch), set with `layers.switch` / `layers.reference`.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -19,37 +21,33 @@ from .equalized import SQRT2, EqualLinear, conv1x1, full_precision
 from .fir import blur, fir_kernel, upsample2x
 
 IMPLS = ("auto", "fused", "nonfused")
-_impl = "auto"
 NOISE_MODES = ("const", "random", "none")
 
 
-def set_modconv_impl(impl: str) -> None:
-    """Choose the modulated-conv form globally: 'auto' (by shape), 'fused' or 'nonfused'."""
-    global _impl
+def resolve_impl(impl: str, batch: int) -> str:
+    """'fused' or 'nonfused' for `impl` ('auto': fused at batch 1, where the grouped conv is one plain conv)."""
     if impl not in IMPLS:
         raise ValueError(f"modconv impl must be one of {IMPLS}, got {impl!r}")
-    _impl = impl
-
-
-@contextlib.contextmanager
-def modconv_impl(impl: str):
-    previous = _impl
-    set_modconv_impl(impl)
-    try:
-        yield
-    finally:
-        set_modconv_impl(previous)
-
-
-def _resolve_impl(batch: int) -> str:
-    if _impl != "auto":
-        return _impl
+    if impl != "auto":
+        return impl
     return "fused" if batch == 1 else "nonfused"
 
 
+class ModconvSwitch:
+    """The modulated-conv form of a module: an explicit `impl`, else fused on the reference path, else by batch."""
+
+    reference = False
+    impl = "auto"
+
+    def modconv_impl(self) -> str:
+        return "fused" if self.impl == "auto" and self.reference else self.impl
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
-                     up: bool = False, padding: int = 0, defer_demod: bool = False):
+                     up: bool = False, padding: int = 0, defer_demod: bool = False, impl: str = "auto"):
     """x (B, Cin, H, W), weight (Cout, Cin, k, k) already scaled by its gain, styles (B, Cin).
+
+    `impl`: 'fused' (official), 'nonfused' or 'auto' (by batch); modules choose it with layers.switch.
 
     With `up`, a stride-2 transposed convolution without padding (the caller blurs afterwards).
     With `defer_demod`, returns (out, dcoefs) and leaves the per-(sample, channel) demodulation factors
@@ -57,7 +55,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """
     batch, cin = styles.shape
     cout, _, kh, kw = weight.shape
-    if _resolve_impl(batch) == "fused":
+    if resolve_impl(impl, batch) == "fused":
         w = weight.unsqueeze(0) * styles.view(batch, 1, cin, 1, 1)
         if demodulate:
             w = w * torch.rsqrt(w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8)
@@ -92,7 +90,7 @@ def deterministic_noise(height: int, width: int, seed: int) -> torch.Tensor:
     return torch.randn(1, 1, height, width, generator=g, device="cpu")
 
 
-class StyledConv(nn.Module):
+class StyledConv(ModconvSwitch, nn.Module):
     """Modulated conv -> (+ FIR blur when upsampling) -> noise -> bias + leaky-ReLU * sqrt(2) (-> clamp).
 
     `conv_clamp` (NVlabs StyleGAN2-ADA): clamp the activated output to [-conv_clamp, conv_clamp]; None = off.
@@ -133,7 +131,8 @@ class StyledConv(nn.Module):
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         styles = self.affine(w)
         x, dcoefs = modulated_conv2d(x, self.weight * self.weight_gain, styles, up=self.up,
-                                     padding=0 if self.up else self.padding, defer_demod=True)
+                                     padding=0 if self.up else self.padding, defer_demod=True,
+                                     impl=self.modconv_impl())
         if self.up:
             x = blur(x, self.blur_kernel, (1, 1))
         if noise is None:
@@ -157,7 +156,7 @@ class StyledConv(nn.Module):
         return f"{i}, {o}, k={k}, res={self.resolution}, up={self.up}"
 
 
-class ToRGB(nn.Module):
+class ToRGB(ModconvSwitch, nn.Module):
     """1x1 modulated conv without demodulation + bias (-> clamp); adds the x2-upsampled (or same-size) skip image."""
 
     def __init__(self, in_channels: int, w_dim: int, *, upsample_skip: bool = True, out_channels: int = 3,
@@ -176,7 +175,8 @@ class ToRGB(nn.Module):
             return self._forward(x.float(), w.float(), skip if skip is None else skip.float())
 
     def _forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-        out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False)
+        out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False,
+                               impl=self.modconv_impl())
         out = out + self.bias.to(out.dtype).view(1, -1, 1, 1)
         if self.conv_clamp is not None:
             out = out.clamp(-self.conv_clamp, self.conv_clamp)

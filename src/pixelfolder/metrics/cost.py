@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from ..models.base import count_parameters
+from ..utils import count_parameters
 
 __all__ = ["count_parameters", "count_macs", "generator_macs", "generator_ms_per_image", "time_call",
            "matmul_peak_gflops", "peak_rss_mb"]

@@ -166,7 +166,7 @@ def is_any(ctx):
 @register_metric("params", (GENERATOR,))
 def params(ctx):
     """Number of parameters."""
-    from .cost import count_parameters
+    from ..utils import count_parameters
     return {"params": count_parameters(ctx.G)}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models.base import seed_generator
+from ..utils import seed_generator
 
 
 def _pair_inputs(G, indices, seed: int):

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PixelfolderError, first_line
+from ..utils import cache_root
 
 PYTORCH_FID_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
@@ -62,8 +63,8 @@ class Weights:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("PIXELFOLDER_CACHE") or Path.home() / ".cache" / "pixelfolder"
-    return Path(base) / "metrics"
+    """The detectors' cache: cache_root()/metrics."""
+    return cache_root() / "metrics"
 
 
 def downloads_allowed() -> bool:

@@ -1,15 +1,16 @@
-"""Every architecture, registered by name on import."""
-from .base import Generator, GeneratorConfig, count_parameters
-from .cips import CIPSConfig, CIPSRes, CIPSSkip
-from .creps import CREPS, CREPSConfig
-from .discriminator import Discriminator, DiscriminatorConfig
-from .inrgan import INRGAN, INRGANBil, INRGANConfig
-from .pixelfolder import PixelFolder, PixelFolderConfig
-from .pixelpyramids import PixelPyramids, PixelPyramidsConfig
-from .stylegan2 import StyleGAN2, StyleGAN2Config
+"""Every architecture: each module or package here registers itself (registry.register_model) on import, and its
+model and config classes are exported from here by their names (e.g. `pixelfolder.models.CREPS`)."""
+import importlib
+import pkgutil
 
-__all__ = ["Generator", "GeneratorConfig", "count_parameters", "CREPS", "CREPSConfig", "INRGAN", "INRGANBil",
-           "INRGANConfig", "CIPSConfig", "CIPSRes", "CIPSSkip",
-           "Discriminator", "DiscriminatorConfig", "PixelFolder", "PixelFolderConfig",
-           "PixelPyramids", "PixelPyramidsConfig", "StyleGAN2",
-           "StyleGAN2Config"]
+from .. import registry
+from ..utils import count_parameters
+from .base import Generator, GeneratorConfig
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
+
+_CLASSES = registry.registered_classes()
+globals().update(_CLASSES)
+
+__all__ = ["Generator", "GeneratorConfig", "count_parameters", *sorted(_CLASSES)]

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import PixelfolderError
 from ..layers import NOISE_MODES, MappingNetwork, truncate
+from ..utils import check_seed_rng, format_bytes, physical_memory_bytes, seed_latent
+from ..utils import seed_generator  # noqa: F401  (re-exported: models/pixelpyramids/model.py imports it from here)
 
 PSI_RANGE = (-1.0, 2.0)
 MAX_RENDER_FRACTION = 0.8   # refuse renders whose estimated peak memory exceeds this share of physical memory
@@ -42,51 +42,6 @@ def log2_resolution(resolution: int, minimum: int) -> int:
     return log
 
 
-def physical_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not POSIX
-        return 1 << 40
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
-
-
-SEED_RNGS = ("torch", "numpy")
-NUMPY_SEED_LIMIT = 2 ** 32    # numpy.random.RandomState takes seeds in [0, 2**32)
-
-
-def seed_generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(int(seed))
-
-
-def check_seed_rng(seed_rng: str, seeds=()) -> None:
-    if seed_rng not in SEED_RNGS:
-        raise PixelfolderError(f"seed_rng must be one of {', '.join(SEED_RNGS)}, got {seed_rng!r}")
-    if seed_rng == "numpy" and any(not 0 <= int(s) < NUMPY_SEED_LIMIT for s in seeds):
-        raise PixelfolderError("numpy seeds (NVlabs' convention) must lie in [0, 2**32): use smaller seeds or "
-                               "--seed-rng torch")
-
-
-def seed_latent(seed: int, z_dim: int, seed_rng: str) -> tuple[torch.Tensor, torch.Generator]:
-    """(1, z_dim) float32 z for one seed, and the torch generator that then draws its noise.
-
-    'numpy': NVlabs' gen_images.py convention, np.random.RandomState(seed).randn(1, z_dim), so seed N is the
-    official seed-N image; 'torch': torch.Generator().manual_seed(seed) draws z (and then the noise).
-    """
-    g = seed_generator(seed)
-    if seed_rng == "numpy":
-        z = torch.from_numpy(np.random.RandomState(int(seed)).randn(1, z_dim)).float()
-    else:
-        z = torch.randn(1, z_dim, generator=g)
-    return z, g
-
-
 class Generator(nn.Module):
     """Base class: subclasses build `self.synthesis` (with noise_shapes(size) and forward(ws, ...))."""
 
@@ -95,6 +50,8 @@ class Generator(nn.Module):
     native_size_only = True     # False for coordinate-based models that render any grid
     unused_parameters: tuple = ()   # name prefixes of official parameters the forward never reads (kept for fidelity)
     seed_rng = "torch"          # how sample(seeds) draws z: 'torch' (per-seed torch.Generator) or 'numpy' (NVlabs)
+    # options of sample(seeds, batch_size=, device=, ...) beyond the common ones (the registry reports them)
+    SAMPLE_OPTIONS = ("truncation_psi", "truncation_cutoff", "noise_mode", "size", "scale", "seed_rng")
 
     def __init__(self, config, num_ws: int, truncation_space: str = "w"):
         super().__init__()
@@ -231,7 +188,3 @@ class Generator(nn.Module):
 def check_noise_list(noise, shapes) -> None:
     if noise is not None and len(noise) != len(shapes):
         raise PixelfolderError(f"noise must be a list of {len(shapes)} tensors, got {len(noise)}")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -10,9 +10,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import ConvLayer, EqualLinear, coord_grid, minibatch_stddev
+from ..layers import ConvLayer, EqualLinear, coord_grid
 from ..registry import register_model, register_preset
 from .base import channels_for, log2_resolution
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
+    """Append `num_features` channels of per-group feature std, averaged over C/F, H, W.
+
+    The batch is viewed as (group, B/group): sample b is grouped with b + k*B/group, as in the official code.
+    """
+    b, c, h, w = x.shape
+    group = min(b, group_size)
+    if b % group:
+        raise ValueError(f"minibatch-stddev: batch {b} is not divisible by the group size {group}")
+    y = x.reshape(group, -1, num_features, c // num_features, h, w)
+    y = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8)
+    y = y.mean(dim=[2, 3, 4]).reshape(-1, num_features, 1, 1)
+    y = y.repeat(group, 1, h, w)
+    return torch.cat([x, y], dim=1)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class Discriminator(nn.Module):
 
 for _res in (64, 128, 256, 512, 1024):
     register_preset(f"stylegan2_d-{_res}", "stylegan2_d", f"official residual discriminator at {_res} px",
+                    official=True,
                     resolution=_res)
-register_preset("stylegan2_d-tiny", "stylegan2_d", "tiny discriminator for tests (32 px)",
+register_preset("stylegan2_d-tiny", "stylegan2_d", "tiny discriminator for tests (32 px)", tiny=True,
                 resolution=32, channel_base=1024, channel_max=64)

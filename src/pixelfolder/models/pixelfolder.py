@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import LFF, ConvLayer, StyledConv, ToRGB, bias_lrelu, fold, unfold
+from ..layers import LFF, ConvLayer, DerivedCache, StyledConv, ToRGB, bias_lrelu, caching_allowed, fold, unfold
 from ..layers.equalized import conv1x1, full_precision
-from ..registry import register_model, register_preset
+from ..registry import Recipe, register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
 FOLDS_PER_STAGE = 2
@@ -64,7 +64,7 @@ class PixelFolderSynthesis(nn.Module):
                 self.torgbs.append(ToRGB(cout, config.w_dim))
                 cin = cout
         self.num_ws = 2 * len(self.torgbs) + 1
-        self._cache: dict = {}   # stage -> (parameter snapshot, (device, dtype), embedding)
+        self._cache = DerivedCache()   # stage -> embedding per dtype, while its parameters and device are unchanged
 
     def noise_shapes(self, size=None) -> list[tuple[int, int]]:
         return [(c.resolution, c.resolution) for c in self.convs]
@@ -72,25 +72,20 @@ class PixelFolderSynthesis(nn.Module):
     def embedding(self, i: int, device, dtype) -> torch.Tensor:
         """Stage i's folded coordinate embedding at batch 1: it does not depend on z.
 
-        Without grad it is cached and reused while the parameters it reads are equal (compared by value,
-        so EMA updates through .data or dtype round trips are seen).
+        Without grad (and outside torch.compile) it is cached and reused while the parameters it reads are
+        unchanged (compared bit for bit, so EMA updates through .data or dtype round trips are seen).
         """
         params = [self.const, *self.embed_const.parameters()] if i == 0 else []
         params += [*self.lffs[i].parameters(), *self.projs[i].parameters()]
-        use_cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        if use_cache and i in self._cache:
-            snapshot, key, out = self._cache[i]
-            if key == (str(device), dtype) and all(torch.equal(p, q) for p, q in zip(params, snapshot)):
-                return out
-        u = self.unfolded[i]
-        with full_precision(self.const):   # batch 1, cheap: keep the sin arguments exact under autocast
-            emb = self.lffs[i].grid(u, u, device=device)
-            if i == 0:
-                emb = self.embed_const(torch.cat([emb, self.const.float()], dim=1))
-            out = fold(fold(self.projs[i](emb))).to(dtype)
-        if use_cache:
-            self._cache[i] = ([p.detach().clone() for p in params], (str(device), dtype), out)
-        return out
+
+        def build():
+            u = self.unfolded[i]
+            with full_precision(self.const):   # batch 1, cheap: keep the sin arguments exact under autocast
+                emb = self.lffs[i].grid(u, u, device=device)
+                if i == 0:
+                    emb = self.embed_const(torch.cat([emb, self.const.float()], dim=1))
+                return fold(fold(self.projs[i](emb))).to(dtype)
+        return self._cache.get(params, build, dtype, tag=i, key=str(device), enabled=caching_allowed())
 
     def stage_input(self, i: int, batch: int, x: torch.Tensor | None, device, dtype) -> torch.Tensor:
         emb = self.embedding(i, device, dtype)
@@ -115,7 +110,9 @@ class PixelFolderSynthesis(nn.Module):
         return (skip, stages) if return_stages else skip
 
 
-@register_model("pixelfolder", PixelFolderConfig, description="PixelFolder (ECCV 2022), 32-1024 px")
+@register_model("pixelfolder", PixelFolderConfig, description="PixelFolder (ECCV 2022), 32-1024 px",
+                recipe=Recipe(source="BlingHe/PixelFolder train.sh: no path length, no mixing"),
+                discriminator="stylegan2_d")
 class PixelFolder(Generator):
     def __init__(self, config: PixelFolderConfig = PixelFolderConfig()):
         synthesis = PixelFolderSynthesis(config)
@@ -128,7 +125,8 @@ class PixelFolder(Generator):
 
 
 for _res in (32, 64, 128, 256, 512, 1024):
-    register_preset(f"pixelfolder-{_res}", "pixelfolder", f"official PixelFolder at {_res} px", resolution=_res)
-register_preset("pixelfolder-tiny", "pixelfolder", "tiny PixelFolder for tests and the CPU demo (32 px)",
+    register_preset(f"pixelfolder-{_res}", "pixelfolder", f"official PixelFolder at {_res} px", official=True,
+                    resolution=_res)
+register_preset("pixelfolder-tiny", "pixelfolder", "tiny PixelFolder for tests and the CPU demo (32 px)", tiny=True,
                 resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64,
                 keep_unused_merge=False)

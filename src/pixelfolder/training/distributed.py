@@ -55,11 +55,6 @@ def reduce_grads_(params: list[torch.nn.Parameter]) -> None:
     all_reduce_sum_([p.grad for p in params])
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def any_flag(flag: bool, device) -> bool:
     """True when any process raised the flag (e.g. SIGTERM seen on one rank)."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -1,4 +1,4 @@
-"""Training options: one frozen dataclass, with per-model defaults (the official recipes) filled in."""
+"""Training options: one frozen dataclass; `resolve` fills the unset ones from the preset's recipe (registry)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,62 +6,23 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..data.emoji import DEMO_DATASET, is_demo_dataset
 from ..errors import PixelfolderError
+
+DEFAULT_MODEL = "pixelfolder"      # the architecture `train` picks without --model or --preset
 
 DTYPES = ("fp32", "bf16", "fp16")
 AUGMENTS = ("none", "diffaug")
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """An official recipe. Learning rates are the base ones; lazy regularisation rescales them (see lazy_adam)."""
-    lr: float = 0.002           # base Adam learning rate for G and D
-    gamma: float = 10.0         # R1 weight
-    r1_every: int = 16          # D regularisation interval, steps
-    pl_weight: float = 0.0      # path-length weight (0 = off)
-    g_reg_every: int = 4        # G regularisation interval, steps (also sets G's lazy Adam rescaling)
-    mixing: float = 0.0         # style-mixing probability per sample
-    ema_kimg: float = 20.0      # G_ema half-life, kimg (official: 0.5 ** (32 / 10000) per step at batch 64)
-    batch: int = 64             # global batch, images (official: 8 GPUs x 8)
-    mirror: bool = True         # random x-flips of the real images
-    gamma_by_resolution: tuple = ()  # ((px, gamma), ...): R1 weight by resolution (nearest entry), overrides gamma
-    betas: tuple = ()           # Adam betas; empty = StyleGAN2's (0, 0.99) with lazy-regularisation rescaling
-    lr_decay: float = 1.0       # learning rate multiplied by this every step (likelihood models: 0.999995)
-
-    def gamma_for(self, resolution: int) -> float:
-        if not self.gamma_by_resolution:
-            return self.gamma
-        return min(self.gamma_by_resolution, key=lambda rg: abs(math.log2(rg[0] / resolution)))[1]
-
-
-RECIPES = {
-    "pixelfolder": Recipe(),    # BlingHe/PixelFolder train.sh: no path length, no mixing
-    "cips_skip": Recipe(),      # saic-mdal/CIPS: same loop
-    "cips_res": Recipe(),
-    "stylegan2": Recipe(pl_weight=2.0, mixing=0.9),   # rosinality stylegan2-pytorch defaults
-    # universome/inr-gan (configs/inr-gan.yml, 4 GPUs x 16): lr 0.0025, R1 10, no PL, no mixing, ema batch*10/32 kimg
-    "inrgan": Recipe(lr=0.0025, ema_kimg=20.0),
-    "inrgan_bil": Recipe(lr=0.0025, ema_kimg=20.0),
-    # VinAIResearch/CREPS --cfg=creps: batch 32, lr 0.002, PL 2; gamma from the docs by resolution; ema 10 kimg.
-    # ADA is not implemented (use --augment diffaug or none); --mirror on as in the README examples.
-    "creps": Recipe(pl_weight=2.0, ema_kimg=10.0, batch=32,
-                    gamma_by_resolution=((256, 2.0), (512, 8.0), (1024, 32.0))),
-    # visinf/pixelpyramids main.py/optim.py: one NLL phase, Adam 5e-4 (0.95, 0.9995), x0.999995 per step, batch 48,
-    # no augmentation; no EMA (the official Polyak average is never used).
-    "pixelpyramids": Recipe(lr=5e-4, gamma=0.0, ema_kimg=0.0, batch=48, mirror=False, betas=(0.95, 0.9995),
-                            lr_decay=0.999995),
-}
-
-
-@dataclass(frozen=True)
 class TrainOptions:
-    model: str = "pixelfolder"     # architecture (pixelfolder, cips_skip, cips_res, stylegan2, inrgan, inrgan_bil,
-                                   # creps, pixelpyramids)
-    preset: str | None = None      # preset name; default: "<model>-tiny" for the emoji demo, else "<model>-<res>"
-    resolution: int | None = None  # px; default: the preset's (emoji: 32)
-    data: str = "emoji"            # dataset path or "emoji" (the embedded Twemoji set)
-    outdir: str = "runs"           # parent directory; each run gets its own numbered subdirectory
-    run_dir: str | None = None     # exact run directory (set when resuming), overrides outdir numbering
+    preset: str | None = None      # what trains (the one truth); default: model's preset for the data (default_preset)
+    model: str | None = None       # sugar for a preset: an architecture (`pixelfolder models`; default pixelfolder);
+                                   # after resolve, always the preset's architecture
+    resolution: int | None = None  # px; default: the preset's (the demo dataset: 32)
+    data: str = DEMO_DATASET       # dataset path, or the embedded demo set (data/emoji.py)
+    run_dir: str | None = None     # the run directory (`--outdir`)
     batch: int | None = None       # global batch, images; default: recipe
     batch_gpu: int | None = None   # images per process per forward (gradient accumulation below batch/world)
     kimg: float = 25_000.0         # training length, thousands of real images shown to D
@@ -93,11 +54,28 @@ class TrainOptions:
                                    # models train, GANs all. Snapshot bpd uses the held-out test split
 
 
-def default_preset(opts: TrainOptions) -> str:
-    """<model>-tiny for the emoji demo at 32 px, else <model>-<resolution or 256>."""
-    if opts.data == "emoji" and opts.resolution in (None, 32):
-        return f"{opts.model}-tiny"
-    return f"{opts.model}-{opts.resolution or 256}"
+def default_preset(model: str, data: str, resolution: int | None) -> str:
+    """<model>-tiny for the demo dataset at 32 px, else <model>-<resolution or 256>."""
+    if is_demo_dataset(data) and resolution in (None, 32):
+        return f"{model}-tiny"
+    return f"{model}-{resolution or 256}"
+
+
+def training_preset(opts: TrainOptions) -> str:
+    """The preset a run trains: --preset (checked against --model), else --model's default preset."""
+    from .. import registry
+    trainable = registry.trainable_architectures()
+    if opts.model is not None and opts.model not in trainable:
+        raise PixelfolderError(f"no training recipe for {opts.model!r}; known: {', '.join(trainable)}")
+    if opts.preset is None:
+        return default_preset(opts.model or DEFAULT_MODEL, opts.data, opts.resolution)
+    arch = registry.preset(opts.preset).arch
+    if arch not in trainable:
+        raise PixelfolderError(f"no training recipe for {opts.preset!r} ({arch}); known: {', '.join(trainable)}")
+    if opts.model is not None and opts.model != arch:
+        raise PixelfolderError(f"--model {opts.model} and --preset {opts.preset} (a {arch} preset) disagree: "
+                               "give one of them")
+    return opts.preset
 
 
 def preset_resolution(preset: str) -> int:
@@ -110,31 +88,47 @@ def preset_resolution(preset: str) -> int:
     return int(getattr(config, "resolution", getattr(config, "height", 256)))
 
 
+def recipe_values(opts: TrainOptions, preset: str) -> dict:
+    """The values the preset's recipe (and its objective) give to every recipe-backed option."""
+    from .. import registry
+    from .objectives import objective_for_preset
+    r = registry.architecture(registry.preset(preset).arch).recipe
+    return {
+        "batch": r.batch, "gamma": r.gamma_for(opts.resolution or preset_resolution(preset)),
+        "r1_every": r.r1_every, "pl_weight": r.pl_weight, "pl_every": r.g_reg_every, "mixing": r.mixing,
+        "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr, "mirror": r.mirror,
+        "split": objective_for_preset(preset).train_split,
+    }
+
+
+def option_sources(given: TrainOptions, demo: tuple = ()) -> dict:
+    """Where each recipe-backed option of `given` (unresolved) comes from: given, the demo's, or the recipe's."""
+    from .. import registry
+    preset = training_preset(given)
+    recipe = registry.architecture(registry.preset(preset).arch).recipe
+    return {name: "demo" if name in demo else "given" if getattr(given, name) is not None
+            else f"recipe ({recipe.source or preset})" for name in ("preset", *recipe_values(given, preset))}
+
+
 def resolve(opts: TrainOptions) -> TrainOptions:
-    """Fill every None with the model's recipe and check the combination."""
-    if opts.model not in RECIPES:
-        raise PixelfolderError(f"no training recipe for {opts.model!r}; known: {', '.join(RECIPES)}")
+    """Fill every None with the preset's recipe and check the combination."""
     if opts.dtype not in DTYPES:
         raise PixelfolderError(f"--dtype must be one of {DTYPES}")
     if opts.augment not in AUGMENTS:
         raise PixelfolderError(f"--augment must be one of {AUGMENTS}")
     check_values(opts)                         # the given values, before anything imports torch
-    r = RECIPES[opts.model]
-    preset = opts.preset or default_preset(opts)
-    fill = {
-        "batch": r.batch, "gamma": r.gamma_for(opts.resolution or preset_resolution(preset)),
-        "r1_every": r.r1_every, "pl_weight": r.pl_weight, "pl_every": r.g_reg_every, "mixing": r.mixing,
-        "ema_kimg": r.ema_kimg, "glr": r.lr, "dlr": r.lr, "mirror": r.mirror,
-        "split": "train" if opts.model == "pixelpyramids" else "all", "preset": preset,
-    }
-    opts = dataclasses.replace(opts, **{k: v for k, v in fill.items() if getattr(opts, k) is None})
+    from .. import registry
+    from .objectives import objective_for_preset
+    preset = training_preset(opts)
+    fill = recipe_values(opts, preset)
+    opts = dataclasses.replace(opts, **{k: v for k, v in fill.items() if getattr(opts, k) is None},
+                               preset=preset, model=registry.preset(preset).arch)
     check_values(opts)
     if opts.batch < 1 or (opts.batch_gpu is not None and opts.batch_gpu < 1):
         raise PixelfolderError("--batch and --batch-gpu must be >= 1")
     if opts.split not in ("all", "train"):
         raise PixelfolderError("--split must be all or train (the test split is held out for evaluation)")
-    if opts.levels and opts.model != "pixelpyramids":
-        raise PixelfolderError("--levels applies to likelihood models (pixelpyramids) only")
+    objective_for_preset(preset).check_options(opts)
     if opts.kimg <= 0 or opts.snap_kimg <= 0:
         raise PixelfolderError("--kimg and --snap must be > 0")
     if not 0.0 <= opts.mixing <= 1.0:

@@ -1,5 +1,6 @@
-"""Training phases: G main, D main, D reg (R1), G reg (path length). Each computes the loss of one chunk of
-samples; the loop accumulates chunks, reduces gradients across processes and steps the optimizer.
+"""Training phases: G main, D main, D reg (R1), G reg (path length) for GANs; NLL for likelihood models. Each
+computes the loss of one chunk of samples; the loop accumulates chunks, reduces gradients across processes and
+steps the optimizer. The objectives (objectives.py) choose which phases run and how often.
 
 No phase knows which architecture it trains: generators only need mapping / synthesis / noise_shapes.
 """
@@ -23,6 +24,7 @@ class Phase:
     interval: int             # run on steps where step % interval == 0
     loss: Callable            # loss(ctx, indices, reals) -> (loss, {stat: sum over samples})
     batch_fraction: float = 1.0   # fraction of each chunk used (path length uses half, as rosinality)
+    after: Callable | None = None  # after(ctx, stats): the phase's own state update once its step is taken
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Context:
     step: int
     device: torch.device
     autocast: Callable        # () -> context manager
-    pl_mean: torch.Tensor
+    pl_mean: torch.Tensor | None  # GANs: the running mean path length (updated in place by G reg)
 
 
 def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool = False):
@@ -108,6 +110,11 @@ def g_reg(ctx: Context, indices, reals):
     return loss, {"pl_penalty": penalty.detach() * b, "pl_length": lengths.detach().sum()}
 
 
+def update_pl_mean(ctx: Context, stats: dict) -> None:
+    """The path-length target: an exponential moving average (0.01) of the mean lengths of each G reg step."""
+    ctx.pl_mean.lerp_(torch.tensor(stats["pl_length"], device=ctx.device), 0.01)
+
+
 def nll(ctx: Context, indices, reals):
     """Likelihood models: mean negative log-likelihood (nats per image) of the selected levels on uint8 reals."""
     with ctx.autocast():
@@ -115,16 +122,3 @@ def nll(ctx: Context, indices, reals):
     per_image = per_level.sum(0)
     dims = reals[0].numel() * math.log(2)
     return per_image.mean(), {"nll_bpd": per_image.detach().sum() / dims}
-
-
-def build_phases(opts, kind: str = "generator") -> list[Phase]:
-    """The official order within an iteration: D main, D reg, G main, G reg; likelihood models: one NLL phase."""
-    if kind == "likelihood":
-        return [Phase("NLL", "G", 1, nll)]
-    phases = [Phase("Dmain", "D", 1, d_main)]
-    if opts.gamma > 0:
-        phases.append(Phase("Dreg", "D", opts.r1_every, d_reg))
-    phases.append(Phase("Gmain", "G", 1, g_main))
-    if opts.pl_weight > 0:
-        phases.append(Phase("Greg", "G", opts.pl_every, g_reg, batch_fraction=0.5))
-    return phases

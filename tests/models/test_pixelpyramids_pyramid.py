@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from pixelfolder.errors import PixelfolderError
-from pixelfolder.layers.pyramid import (Pyramid, decompose, dequantize_to_uint8, from_model_space, pyramid_shapes,
+from pixelfolder.models.pixelpyramids.pyramid import (Pyramid, decompose, dequantize_to_uint8, from_model_space, pyramid_shapes,
                                         quantize, reconstruct, split_kinds, squeeze_slots, to_model_space,
                                         unsqueeze_slots)
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 
 FX = load_fixture("pyramid_decomposition.pt")
 CASES = FX["case_order"]

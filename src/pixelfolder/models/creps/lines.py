@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .equalized import SQRT2, EqualLinear
+from ...layers.equalized import SQRT2, EqualLinear
 
 LRELU_SLOPE = 0.2
 DEMOD_EPS = 1e-8

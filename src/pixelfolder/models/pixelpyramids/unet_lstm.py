@@ -8,12 +8,14 @@ BatchNorm: `BatchNorm` follows the usual train/eval behaviour unless its `batch_
 case it normalises with the statistics of the current batch without touching its running buffers (the
 official evaluation protocol, where the networks are never put in eval mode).
 
-Two paths, same numbers up to float reordering. With autograd on, or while BatchNorm updates its running
-statistics, the plain one (the modules as written). Under no_grad otherwise, the inference one: channels_last
+Two paths, same numbers up to float reordering. With autograd on, while BatchNorm updates its running
+statistics, or on the reference path (`with layers.reference(model):`), the plain one (the modules as written).
+Under no_grad otherwise, the inference one: channels_last
 activations and weights, eval BatchNorm folded into the preceding convolution, in-place ReLU, both LSTM biases
 added once in the time-batched input convolution and no recurrent convolution at t = 0 (zero state). Its
-derived weights live in a `WeightCache`, rebuilt whenever a source parameter or buffer changes value (checked
-once per forward against a snapshot, so every kind of edit is seen); `release_inference_weights(model)` frees them.
+derived weights live in a `layers.DerivedCache`, rebuilt whenever a source parameter or buffer changes value
+(checked once per forward against a snapshot, so every kind of edit is seen); `layers.release_cached(model)` frees
+them.
 
 The inference path can also run in bfloat16 (FineLevel(..., dtype=torch.bfloat16)): bfloat16 weights and
 activations for every conv but the U-Net's first (float32), float32 LSTM update and cell state, float32
@@ -27,15 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PixelfolderError
+from ...errors import PixelfolderError
+from ...layers.cache import DerivedCache
 from .pyramid import squeeze_slots, unsqueeze_slots
 
 CL = torch.channels_last
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
 
 
-def inference_path() -> bool:
-    return not torch.is_grad_enabled()
+def inference_path(module: nn.Module) -> bool:
+    """The fast inference path: off the reference path and without autograd."""
+    return not module.reference and not torch.is_grad_enabled()
 
 
 def check_dtype(dtype: torch.dtype, fast: bool) -> None:
@@ -47,66 +51,6 @@ def check_dtype(dtype: torch.dtype, fast: bool) -> None:
 
 def to_cl(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=CL)
-
-
-def cast(tensors, dtype: torch.dtype):
-    """A (nested) tuple / list of tensors in `dtype` (memory format kept)."""
-    if isinstance(tensors, torch.Tensor):
-        return tensors.to(dtype)
-    return type(tensors)(cast(t, dtype) for t in tensors)
-
-
-class WeightCache:
-    """Tensors derived from parameters and buffers (folded / channels_last weights), rebuilt when any source changes.
-
-    Sources are compared bit for bit with a copy taken when the entry was built (version counters miss BatchNorm
-    running-statistic updates and edits through `.data`; values miss nothing). The check reads every source and
-    its copy once per lookup, ~4% of a batch-2 64 px evaluation (less with larger batches), and the copies double
-    the sources' memory; `check=False` skips it for a second lookup in the same forward. One entry per `tag`
-    (e.g. BatchNorm protocol), each holding one value per compute dtype (built in float32, then cast), so
-    protocols and float32 / bfloat16 calls can alternate without rebuilding.
-    """
-
-    def __init__(self):
-        self.entries = {}       # tag -> (snapshot of the sources, {compute dtype: derived tensors})
-
-    def get(self, sources, build, dtype: torch.dtype = torch.float32, *, tag=None, check: bool = True):
-        entry = self.entries.get(tag)
-        if entry is None or (check and not same_values(entry[0], sources)):
-            entry = self.entries[tag] = ([snapshot(t) for t in sources], {})
-        values = entry[1]
-        if dtype not in values:
-            value = build()
-            values[dtype] = value if dtype == torch.float32 else cast(value, dtype)
-        return values[dtype]
-
-    def clear(self) -> None:
-        self.entries = {}
-
-
-def words(t: torch.Tensor) -> torch.Tensor:
-    """t's bytes as a flat integer tensor (int64 when aligned): a bitwise comparison, ~2x faster than float equality."""
-    flat = t.detach().reshape(-1).view(torch.uint8)
-    return flat.view(torch.int64) if flat.numel() % 8 == 0 and flat.storage_offset() % 8 == 0 else flat
-
-
-def snapshot(t: torch.Tensor) -> tuple:
-    return t.shape, t.dtype, t.device, words(t).clone()
-
-
-def same_values(snapshots, sources) -> bool:
-    """True when every source has its snapshot's shape, dtype, device and bits."""
-    return len(snapshots) == len(sources) and all(
-        shape == t.shape and dtype == t.dtype and device == t.device and torch.equal(bits, words(t))
-        for (shape, dtype, device, bits), t in zip(snapshots, sources))
-
-
-def release_inference_weights(module: nn.Module) -> None:
-    """Free the cached inference weights of every layer in `module` (rebuilt on the next no_grad call)."""
-    for m in module.modules():
-        cache = getattr(m, "_cache", None)
-        if isinstance(cache, WeightCache):
-            cache.clear()
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -138,19 +82,21 @@ class DoubleConv(nn.Module):
     Inference path: the first conv in the dtype of x, the second (and the output) in `dtype` (default the same).
     """
 
+    reference = False        # True: the plain path under no_grad too (layers.reference)
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.bn1 = BatchNorm(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.bn2 = BatchNorm(cout)
-        self._cache = WeightCache()
+        self._cache = DerivedCache()
 
     def forward(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         updating = self.bn1.updates_stats or self.bn2.updates_stats
         if updating:
             self._cache.clear()                 # the running statistics are about to change
-        if updating or not inference_path():
+        if updating or not inference_path(self):
             return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
         dtype = dtype or x.dtype
         batch_stats = self.bn1.batch_stats or self.bn2.batch_stats      # 'official' protocol
@@ -209,6 +155,8 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """x_l (B, 3, h, w) -> conditioning map (B, cond_channels, h, w); `depth` Downs, the last keeping its width."""
 
+    reference = False        # True: the plain path under no_grad too (layers.reference)
+
     def __init__(self, width: int, depth: int, cond_channels: int, in_channels: int = 3,
                  keep_unused: bool = False):
         super().__init__()
@@ -218,7 +166,7 @@ class UNet(nn.Module):
         ups = [Up(width * 2 ** (k + 1), width * 2 ** (k - 1)) for k in range(depth - 1, 0, -1)]
         self.ups = nn.ModuleList(ups + [Up(2 * width, width)])
         self.out = nn.Conv2d(width, cond_channels, 1)
-        self._cache = WeightCache()
+        self._cache = DerivedCache()
 
     def forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The inference path returns a channels_last map (same values) in `dtype`.
@@ -226,7 +174,7 @@ class UNet(nn.Module):
         dtype=bfloat16 (inference path only): every conv in bfloat16 but the first (3 input channels, cheap),
         which stays float32: in bfloat16 it makes most of the error on images with flat backgrounds.
         """
-        fast = inference_path()
+        fast = inference_path(self)
         check_dtype(dtype, fast)
         feats = [self.inc(to_cl(x), dtype) if fast else self.inc(x)]
         for down in self.downs:
@@ -290,17 +238,19 @@ def lstm_update(gates: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tens
 class SlotLSTM(nn.Module):
     """conv_embed (3x3) -> stacked ConvLSTM -> conv_out (3x3) over a slot sequence (B, T, ch, h, w)."""
 
+    reference = False        # True: the plain path under no_grad too (layers.reference)
+
     def __init__(self, cond_channels: int, out_channels: int, hidden: int = 128, num_layers: int = 2,
                  data_channels: int = 3):
         super().__init__()
         self.embed = nn.Conv2d(cond_channels + data_channels, hidden, 3, padding=1)
         self.cells = nn.ModuleList(ConvLSTMCell(hidden, hidden) for _ in range(num_layers))
         self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
-        self._cache = WeightCache()
+        self._cache = DerivedCache()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """Teacher forcing over the whole sequence, layer by layer (input convs batched over time)."""
-        if inference_path():
+        if inference_path(self):
             return self._forward_inference(seq)
         b, t = seq.shape[:2]
         x = self.embed(seq.flatten(0, 1))
@@ -351,7 +301,7 @@ class SlotLSTM(nn.Module):
 
         check=False skips the cache's value check: for the later steps of one sampling pass, whose first step checked.
         """
-        if inference_path():
+        if inference_path(self):
             return self._step_inference(inp, states, check)
         x = self.embed(inp)
         states = states or [None] * len(self.cells)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import PixelfolderError
+from ...errors import PixelfolderError
 from .pyramid import _check_n_bits
 
 LOG_SCALE_MIN = -7.0    # log-scale clamp of the official loss and sampler

@@ -6,9 +6,9 @@ import torch
 from scipy import stats
 
 from pixelfolder.errors import PixelfolderError
-from pixelfolder.layers.dmol import dmol_nll, dmol_num_mix, dmol_sample, dmol_sample_official
-from pixelfolder.layers.pyramid import to_model_space
-from tests.conftest import load_fixture
+from pixelfolder.models.pixelpyramids.dmol import dmol_nll, dmol_num_mix, dmol_sample, dmol_sample_official
+from pixelfolder.models.pixelpyramids.pyramid import to_model_space
+from tests.helpers import load_fixture
 
 FX = load_fixture("pp_dmol_cases.pt")
 CASES = {c["name"]: c for c in FX["dmol_cases"]}

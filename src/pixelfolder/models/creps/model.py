@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import PixelfolderError
-from ..layers import EqualLinear
-from ..layers.lines import LineInput, ModulatedLinear, PixelMLP, outer_rows, split_biline
-from ..registry import register_model, register_preset
-from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
+from ...errors import PixelfolderError
+from ...layers import EqualLinear
+from ...registry import Recipe, register_model, register_preset
+from ..base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
+from .lines import LineInput, ModulatedLinear, PixelMLP, outer_rows, split_biline
 
 HEAD_CHUNK_BYTES = 16 << 20   # working-set budget of one row band of the per-pixel head (fits in cache)
 FLOAT_BYTES = 4
@@ -176,7 +176,15 @@ class CREPSSynthesis(nn.Module):
         return (img, [img]) if return_stages else img
 
 
-@register_model("creps", CREPSConfig, description="CREPS bi-line generator (any render size, row-chunked head)")
+# VinAIResearch/CREPS --cfg=creps: batch 32, lr 0.002, PL 2; gamma from its docs by resolution; ema 10 kimg.
+# ADA is not implemented (use --augment diffaug or none); --mirror on as in its README examples.
+CREPS_RECIPE = Recipe(pl_weight=2.0, ema_kimg=10.0, batch=32,
+                      gamma_by_resolution=((256, 2.0), (512, 8.0), (1024, 32.0)),
+                      source="VinAIResearch/CREPS train.py --cfg=creps and its README")
+
+
+@register_model("creps", CREPSConfig, description="CREPS bi-line generator (any render size, row-chunked head)",
+                recipe=CREPS_RECIPE, discriminator="stylegan2_d")
 class CREPS(Generator):
     native_size_only = False
     seed_rng = "numpy"          # NVlabs family: seed N draws z as gen_images.py does
@@ -221,7 +229,8 @@ class CREPS(Generator):
 OFFICIAL_PARAMS_256 = 30_530_825
 
 for _res in (256, 512, 1024):
-    register_preset(f"creps-{_res}", "creps", f"official CREPS (--cfg=creps) at {_res} px", resolution=_res)
-register_preset("creps-tiny", "creps", "tiny CREPS for tests (32 px)", resolution=32, z_dim=64, w_dim=64,
+    register_preset(f"creps-{_res}", "creps", f"official CREPS (--cfg=creps) at {_res} px", official=True,
+                    resolution=_res)
+register_preset("creps-tiny", "creps", "tiny CREPS for tests (32 px)", tiny=True, resolution=32, z_dim=64, w_dim=64,
                 mapping_layers=2, channel_base=512, channel_max=64, biline_channels=16, rank=4,
                 decoder_hidden=(16, 32, 16), head_channels=(32, 16))

@@ -1,9 +1,9 @@
 """PixelPyramids (Mahajan & Roth, ICCV 2021): an exact-likelihood model over a lossless integer image pyramid.
 
-The n_bits-bit image is split num_levels-1 times (rows, columns, ... down to 4x4; layers/pyramid.py) into
+The n_bits-bit image is split num_levels-1 times (rows, columns, ... down to 4x4; pyramid.py) into
 residuals d_0 (finest) .. d_{L-2} and the 4x4 image x_{L-2}. Fine level l models p(d_l | x_l) with a U-Net on
-x_l and a ConvLSTM over f*f slots of d_l (layers/unet_lstm.py); the last level is a PixelCNN++ on the 4x4 image
-(layers/pixelcnnpp.py). Every conditional is a 3-colour discretised logistic mixture (layers/dmol.py), so
+x_l and a ConvLSTM over f*f slots of d_l (unet_lstm.py); the last level is a PixelCNN++ on the 4x4 image
+(pixelcnnpp.py). Every conditional is a 3-colour discretised logistic mixture (dmol.py), so
 
     -log p(image) = sum over the L levels of the per-level NLL (nats), and
     bits/dim = that sum / (ln 2 * 3*H*W): bits per n_bits-bit subpixel (no dequantisation term).
@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import PixelfolderError
-from ..layers.dmol import dmol_nll, dmol_num_mix, dmol_sample, dmol_sample_official
-from ..layers.pixelcnnpp import PixelCNNpp
-from ..layers.pyramid import (decompose, pyramid_shapes, quantize, reconstruct, squeeze_slots, to_model_space,
-                              unsqueeze_slots)
-from ..layers.unet_lstm import BatchNorm, FineLevel
-from ..registry import register_model, register_preset
-from .base import seed_generator
+from ...errors import PixelfolderError
+from ...registry import Recipe, register_model, register_preset
+from ..base import seed_generator
+from .dmol import dmol_nll, dmol_num_mix, dmol_sample, dmol_sample_official
+from .pixelcnnpp import PixelCNNpp
+from .pyramid import (decompose, pyramid_shapes, quantize, reconstruct, squeeze_slots, to_model_space,
+                       unsqueeze_slots)
+from .unet_lstm import BatchNorm, FineLevel
 
 BN_PROTOCOLS = ("eval", "official")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}   # compute dtype of the fine levels' convolutions
@@ -108,10 +108,25 @@ def check_config(config: PixelPyramidsConfig) -> list[tuple[int, int]]:
     return shapes
 
 
+# visinf/pixelpyramids main.py/optim.py: one NLL phase, Adam 5e-4 (0.95, 0.9995), x0.999995 per step, batch 48,
+# no augmentation; no EMA (the official Polyak average is never used).
+PIXELPYRAMIDS_RECIPE = Recipe(lr=5e-4, gamma=0.0, ema_kimg=0.0, batch=48, mirror=False, betas=(0.95, 0.9995),
+                              lr_decay=0.999995, source="visinf/pixelpyramids main.py and optim.py")
+
+
 @register_model("pixelpyramids", PixelPyramidsConfig, kind="likelihood",
-                description="PixelPyramids (ICCV 2021): exact likelihood over a lossless integer pyramid")
+                description="PixelPyramids (ICCV 2021): exact likelihood over a lossless integer pyramid",
+                recipe=PIXELPYRAMIDS_RECIPE)
 class PixelPyramids(nn.Module):
     """`levels[l]` for l < L-1 models d_l given x_l (finest first); `levels[-1]` is the 4x4 PixelCNN++."""
+
+    SAMPLE_OPTIONS = ("mode",)      # sample(seeds, batch_size=, device=, mode=): exact or official sampler
+
+    @property
+    def unused_parameters(self) -> tuple[str, ...]:
+        """Name prefixes of the official dead weights (the PixelCNN++'s unused 'ul' layers): kept, never trained."""
+        last = len(self.levels) - 1
+        return tuple(f"levels.{last}.{p}" for p in self.levels[last].dead_parameters)
 
     def __init__(self, config: PixelPyramidsConfig = PixelPyramidsConfig()):
         super().__init__()
@@ -268,7 +283,7 @@ class PixelPyramids(nn.Module):
 
         mode='exact' (default): ancestral sampling of the model with eval-mode BatchNorm: 16 PixelCNN++ passes
         in raster order, then per fine level (coarse to fine) the U-Net and T ConvLSTM steps, each drawing one
-        slot exactly (layers/dmol.dmol_sample) and feeding its grid values back; the integer pyramid inverse.
+        slot exactly (dmol.dmol_sample) and feeding its grid values back; the integer pyramid inverse.
         mode='official': the official approximate sampler (misc.generate_samples) without its post-hoc filters:
         logistic scale x0.1, values clamped but not snapped, codes by truncation (astype uint8), 128 always
         subtracted from the residual (mod n), BatchNorm with the statistics of the sampling batch (so images
@@ -384,16 +399,17 @@ def official_merge(up: torch.Tensor, diff: torch.Tensor, n_bits: int) -> torch.T
 
 # ----------------------------------------------------------------------------------------------- presets
 register_preset("pixelpyramids-celeba256", "pixelpyramids",
-                "official celeba_256.json: CelebA-HQ 256 px, 5 bit, L=13 (Down.conv left out)")
+                "official celeba_256.json: CelebA-HQ 256 px, 5 bit, L=13 (Down.conv left out)", official=True)
 register_preset("pixelpyramids-lsun128", "pixelpyramids",
-                "official lsun_bedroom.json: LSUN bedroom 128 px, 5 bit, L=11 (Down.conv left out)",
+                "official lsun_bedroom.json: LSUN bedroom 128 px, 5 bit, L=11 (Down.conv left out)", official=True,
                 height=128, width=128, num_levels=11, n_classes=(100,) * 11, n_squeeze=(2, 2, 2, 2) + (1,) * 6,
                 n_channels=96, n_res_layers=5)
 register_preset("pixelpyramids-celeba1024", "pixelpyramids",
-                "official celeba_1024.json: CelebA-HQ 1024 px, 8 bit, L=17 (Down.conv left out)",
+                "official celeba_1024.json: CelebA-HQ 1024 px, 8 bit, L=17 (Down.conv left out)", official=True,
                 height=1024, width=1024, num_levels=17, n_bits=8, n_classes=(100,) * 17, n_squeeze=(1,) * 16,
                 n_channels=96, n_res_layers=5)
-register_preset("pixelpyramids-tiny", "pixelpyramids", "tiny 32 px, 5 bit, L=7 model for tests (fixture-like)",
+register_preset("pixelpyramids-tiny", "pixelpyramids", tiny=True,
+                description="tiny 32 px, 5 bit, L=7 model for tests (fixture-like)",
                 height=32, width=32, num_levels=7, unet_width=4, n_classes=(30,) * 7, n_squeeze=(2, 2, 1, 1, 1, 1),
                 n_channels=8, n_res_layers=1, unet_n_layers=(4, 3, 2, 2, 1, 1), nc_cond_embd=8, lstm_hidden=8)
 register_preset("pixelpyramids-emoji32", "pixelpyramids",

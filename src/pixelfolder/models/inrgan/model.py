@@ -4,11 +4,12 @@ Structure (universome/inr-gan, StyleGAN2-ADA based): blocks b4 ... bR; every blo
 (32) works on the 32x32 grid without upsampling. b4 = coordinate features of the 32 grid -> FMM conv1 -> ToRGB;
 b8 ... b32 = conv0, conv1 (no coordinates). Every higher block upsamples features and skip image x2
 (nearest, or bilinear align_corners=True for INR-GAN-bil), concatenates its own coordinate features, then
-conv0, conv1, extra convs and ToRGB. All layers are 1x1 FMM layers (layers/fmm.py); ToRGB is a
+conv0, conv1, extra convs and ToRGB. All layers are 1x1 FMM layers (fmm.py); ToRGB is a
 non-demodulated 1x1 modulated conv. ToRGB k shares its w with block k+1's conv0 (ws advance by num_conv).
 
 Two code paths compute the same function:
-- `synthesis.reference = True`: the official structure (upsample, cat, FMM, bias-act, ToRGB), kept for tests;
+- the reference path (`with layers.reference(G):`, which sets `synthesis.reference` and makes ToRGB use the
+  official fused modulated conv): the official structure (upsample, cat, FMM, bias-act, ToRGB), kept for tests;
 - the default fast path: conv0's feature part runs *before* the upsampling (a 1x1 layer commutes with
   nearest and bilinear resampling, so this is exact up to rounding) and only the coordinate part runs at
   the new grid; the Fourier features are cached per grid size (no-grad only, checked against the basis
@@ -38,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PixelfolderError
-from ..layers import ToRGB
-from ..layers.equalized import SQRT2
-from ..layers.fmm import NORM_EPS, CoordEmbedding, FMMLayer
-from ..registry import register_model, register_preset
-from .base import Generator, GeneratorConfig, channels_for, log2_resolution
+from ...errors import PixelfolderError
+from ...layers import DerivedCache, ToRGB
+from ...layers.equalized import SQRT2
+from ...registry import Recipe, register_model, register_preset
+from ..base import Generator, GeneratorConfig, channels_for, log2_resolution
+from .fmm import NORM_EPS, CoordEmbedding, FMMLayer
 
 UPSAMPLING = ("nearest", "bilinear")
 CACHE_MAX_ELEMENTS = 1 << 24     # Fourier features of a grid are cached (no-grad) up to this many values
@@ -130,7 +131,7 @@ class INRGANBlock(nn.Module):
 class INRGANSynthesis(nn.Module):
     """ws -> image: the 32 px coordinate base, then upsampling blocks with FMM layers and summed ToRGB outputs."""
 
-    reference = False        # True: run the official-structured path instead of the fast one
+    reference = False        # True: run the official-structured path instead of the fast one (layers.reference)
     band_rows = None         # force the row-band height of the chunked renderer (tests); None = by band_bytes
     band_bytes = BAND_BYTES
 
@@ -149,7 +150,7 @@ class INRGANSynthesis(nn.Module):
             self.blocks.append(INRGANBlock(config, i, cin, cout))
             cin = cout
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
-        self._cache = {}
+        self._cache = DerivedCache()   # per block: Fourier features of its grid (one grid size at a time)
 
     def noise_shapes(self, size=None) -> list:
         return []
@@ -205,13 +206,10 @@ class INRGANSynthesis(nn.Module):
         fourier_size = coords.fourier_channels * n * n
         if torch.is_grad_enabled() or fourier_size > CACHE_MAX_ELEMENTS or coords.const_embs.is_meta:
             return coords.fourier(n, start, stop).flatten(1), const
-        basis = coords.basis().detach()
-        key = id(coords)                 # one grid per block: rendering many sizes does not accumulate
-        hit = self._cache.get(key)
-        if hit is None or hit[1] != (n, basis.device, basis.dtype) or not torch.equal(hit[0], basis):
-            hit = (basis.clone(), (n, basis.device, basis.dtype), coords.fourier(n).flatten(1))
-            self._cache[key] = hit
-        return hit[2][:, start * n:stop * n], const
+        # one entry per block (tag), replaced by another grid size (key): rendering many sizes does not accumulate
+        fourier = self._cache.get([coords.basis().detach()], lambda: coords.fourier(n).flatten(1), tag=id(coords),
+                                  key=n)
+        return fourier[:, start * n:stop * n], const
 
     @staticmethod
     def _add_features(y, weight, cin, feats):
@@ -424,14 +422,20 @@ class _INRGAN(Generator):
         return sum(a * b for a, b in zip(dims, dims[1:])) + sum(self.synthesis.official_block_macs(size))
 
 
-@register_model("inrgan", INRGANConfig, description="INR-GAN (CVPR 2021), FMM INR generator, any render size")
+# universome/inr-gan configs/inr-gan.yml (4 GPUs x 16): lr 0.0025, R1 10, no PL, no mixing, ema batch*10/32 kimg
+INRGAN_RECIPE = Recipe(lr=0.0025, ema_kimg=20.0, source="universome/inr-gan configs/inr-gan.yml")
+
+
+@register_model("inrgan", INRGANConfig, description="INR-GAN (CVPR 2021), FMM INR generator, any render size",
+                recipe=INRGAN_RECIPE, discriminator="stylegan2_d")
 class INRGAN(_INRGAN):
     def __init__(self, config: INRGANConfig = INRGANConfig()):
         super().__init__(config)
 
 
 @register_model("inrgan_bil", INRGANBilConfig,
-                 description="INR-GAN-bil: bilinear upsampling + instance norm, any render size")
+                 description="INR-GAN-bil: bilinear upsampling + instance norm, any render size",
+                 recipe=INRGAN_RECIPE, discriminator="stylegan2_d")
 class INRGANBil(_INRGAN):
     def __init__(self, config: INRGANConfig = INRGANBilConfig()):
         super().__init__(config)
@@ -446,8 +450,9 @@ _TINY = dict(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2
              input_resolution=8, fmm_rank=4, extra_convs=((32, 1),), medium_from=32, low_const=4,
              medium_const=4, medium_random=4)
 for _arch, _what in (("inrgan", "INR-GAN"), ("inrgan_bil", "INR-GAN-bil")):
-    register_preset(f"{_arch}-256", _arch, f"official {_what} at 256 px (configs/inr-gan*.yml)", resolution=256)
+    register_preset(f"{_arch}-256", _arch, f"official {_what} at 256 px (configs/inr-gan*.yml)", official=True,
+                    resolution=256)
     for _res in (512, 1024):
         register_preset(f"{_arch}-{_res}", _arch, f"{_what} at {_res} px (extended, not official: medium "
                         "coordinate settings and one extra conv at every res >= 128)", **_extended(_res))
-    register_preset(f"{_arch}-tiny", _arch, f"tiny {_what} for tests (32 px)", **_TINY)
+    register_preset(f"{_arch}-tiny", _arch, f"tiny {_what} for tests (32 px)", tiny=True, **_TINY)

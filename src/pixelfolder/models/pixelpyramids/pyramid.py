@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PixelfolderError
+from ...errors import PixelfolderError
 
 COARSEST = 4    # side of the coarsest (PixelCNN++) image, hard-coded in the official model
 

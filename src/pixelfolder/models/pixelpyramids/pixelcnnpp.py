@@ -121,6 +121,11 @@ class PixelCNNpp(nn.Module):
                               ShiftedConv(n, n, (2, 2), shift="downright", stride=2, transposed=True), r + 1)
         self.output = ShiftedConv(n, n_classes)
 
+    @property
+    def dead_parameters(self) -> tuple[str, ...]:
+        """Name prefixes of the dead weights described above (they never receive a gradient)."""
+        return ("up_ul.", *(f"down_ul.{k}." for k in range(len(self.down_ul) - 1)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, 0, 0, 0, 0, 1), value=1.0)   # all-ones channel: tells the image from the zero padding
         us = [down_shift(self.u_input(x))]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .equalized import SQRT2, EqualLinear
+from ...layers.equalized import SQRT2, EqualLinear
 
 NORM_EPS = 1e-8       # demodulation and instance-norm epsilon (added to the norm / std, not inside a root)
 
