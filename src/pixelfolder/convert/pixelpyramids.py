@@ -26,7 +26,6 @@ _PCNN_GROUPS = {"u_input": "u_input", "ul_input_d": "ul_input_d", "ul_input_dr":
                 "down_ul_modules": "down_ul", "output_conv": "output"}
 _WN = {"weight_g": "weight_g", "weight_v": "weight_v", "parametrizations.weight.original0": "weight_g",
        "parametrizations.weight.original1": "weight_v", "bias": "bias"}
-DEAD = "<dead Down.conv>"
 
 _FINE_RULES = [
     (r"inc\.double_conv\.(\d)\.(\w+)", lambda m: f"unet.inc.{_DOUBLE[m[1]]}.{m[2]}"),
