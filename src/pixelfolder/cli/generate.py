@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate images from seeds")
     add_network_options(p, "the generator")
     p.add_argument("--seeds", default="0-7", help="e.g. 0-15 or 1,5,7 (default 0-7)")
+    p.add_argument("--projected-w", default=None, metavar="FILE.npz",
+                   help="render the w's in FILE.npz (key 'w', (N, n_latent, w_dim): `pixelfolder project`'s or "
+                        "NVlabs' projector.py's projected_w.npz) instead of seeds: OUTDIR/projNN.png")
     p.add_argument("--seed-rng", choices=["numpy", "torch"], default=None,
                    help="how a seed draws z: numpy = NVlabs' gen_images.py (seed N is the official seed-N image), "
                         "torch = a per-seed torch.Generator (default: the network's recorded convention: numpy for "
@@ -28,16 +31,39 @@ def add_parser(sub) -> None:
     p.add_argument("--sampler", choices=["exact", "official"], default="exact",
                    help="likelihood models (PixelPyramids): exact ancestral sampling (default) or the official "
                         "approximate sampler (temperature 0.1, truncation), to reproduce its pictures")
-    p.add_argument("--outdir", required=True, help="output directory (one seedNNNN.png per seed)")
+    p.add_argument("--outdir", default=None,
+                   help="output directory (one seedNNNN.png per seed; with --sheet: where sheet-KIND.png goes); "
+                        "required unless --sheet-path is given")
     p.add_argument("--grid", nargs="?", const="", default=None, metavar="PATH",
                    help=f"also write a grid of the first {GRID_MAX} images (default PATH: OUTDIR-grid.png beside "
                         "OUTDIR, so that `evaluate --fake OUTDIR` never counts it)")
+    add_sheet_options(p)
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show progress also when stderr is not a terminal (a line every 10 s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
+
+
+def add_sheet_options(p) -> None:
+    """--sheet and its sub-options: one labelled PNG instead of one file per seed (explore/sheets.py)."""
+    p.add_argument("--sheet", choices=["truncation", "mixing", "scale"], default=None,
+                   help="write one labelled sheet instead: truncation (rows = seeds, columns = --psis), mixing "
+                        "(StyleGAN's style-mixing grid: rows = --seeds, columns = --col-seeds) or scale (any-scale "
+                        "models; columns = --scales)")
+    p.add_argument("--sheet-path", default=None, metavar="PATH",
+                   help="the sheet's file (default OUTDIR/sheet-KIND.png)")
+    p.add_argument("--psis", nargs="+", default=None, metavar="PSI",
+                   help="--sheet truncation: psi values, e.g. --psis -1 -0.5 0 1 or --psis=-1,-0.5,0,1 (default "
+                        "-1 -0.5 0 0.5 0.7 1 1.5)")
+    p.add_argument("--scales", nargs="+", default=None, metavar="SCALE",
+                   help="--sheet scale: render scales (default 0.5 1 1.5 2)")
+    p.add_argument("--col-seeds", default=None,
+                   help="--sheet mixing: the column seeds (default: as many seeds as --seeds, following them)")
+    p.add_argument("--mix-layers", default=None,
+                   help="--sheet mixing: the w indices taken from the column seed, e.g. 0-3 (default: the coarse "
+                        "styles, w 0-3, at most half of the w's)")
 
 
 def grid_path(args, outdir: Path) -> Path | None:
@@ -90,6 +116,12 @@ def run(args) -> int:
     from ..data.images import save_uint8, to_uint8, uint8_grid
     from ..utils import check_seed_rng
     from ..progress import Progress
+    if getattr(args, "projected_w", None) is not None:
+        return run_projected_w(args)
+    if getattr(args, "sheet", None) is not None:
+        return run_sheet(args)
+    if args.outdir is None:
+        raise PixelfolderError("--outdir is required (or --sheet ... --sheet-path PATH)")
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:
         raise PixelfolderError("--batch must be >= 1")
@@ -118,4 +150,107 @@ def run(args) -> int:
         atomic_write(grid, lambda tmp: save_uint8(uint8_grid(thumbs), tmp), suffix=grid.suffix or ".png")
     print(f"wrote {len(seeds)} image(s) of {shape[1]}x{shape[0]} px to {outdir}"
           + (f" and the grid {grid}" if grid is not None else ""))
+    return 0
+
+
+SHEET_ONLY = {"--psis": ("psis", "truncation"), "--scales": ("scales", "scale"),
+              "--col-seeds": ("col_seeds", "mixing"), "--mix-layers": ("mix_layers", "mixing")}
+
+
+def run_sheet(args) -> int:
+    """`generate --sheet KIND`: one labelled PNG (explore/sheets.py)."""
+    from ..atomic import atomic_write
+    from ..data.images import save_uint8
+    from ..explore import sheets
+    from ..explore.video import need_generator
+    from ..progress import Progress
+    from ..utils import check_seed_rng
+    kind = args.sheet
+    misplaced = [flag for flag, (attr, owner) in SHEET_ONLY.items()
+                 if getattr(args, attr) is not None and owner != kind]
+    if misplaced:
+        raise PixelfolderError(f"{'/'.join(misplaced)} do(es) not apply to --sheet {kind}")
+    if args.grid is not None:
+        raise PixelfolderError("--grid does not apply to --sheet (the sheet is the grid)")
+    if args.outdir is None and args.sheet_path is None:
+        raise PixelfolderError("--sheet needs --outdir (for OUTDIR/sheet-KIND.png) or --sheet-path PATH")
+    if args.batch < 1:
+        raise PixelfolderError("--batch must be >= 1")
+    if kind == "truncation" and args.trunc != 1.0:
+        raise PixelfolderError("--sheet truncation sweeps psi itself: give the values with --psis, not --trunc")
+    seeds = parse_seeds(args.seeds)
+    cols = None
+    if kind == "truncation":
+        cols = sheets.parse_floats(",".join(args.psis), "--psis") if args.psis else list(sheets.PSIS)
+    elif kind == "scale":
+        cols = sheets.parse_floats(",".join(args.scales), "--scales") if args.scales else list(sheets.SCALES)
+    else:
+        if args.col_seeds:
+            cols = parse_seeds(args.col_seeds)
+        else:
+            cols = list(range(max(seeds) + 1, max(seeds) + 1 + len(seeds)))
+    if len(seeds) > sheets.MAX_ROWS or len(cols) > sheets.MAX_ROWS:
+        raise PixelfolderError(f"a sheet has at most {sheets.MAX_ROWS} rows and columns, got {len(seeds)} seeds and "
+                               f"{len(cols)} columns")
+    path = Path(args.sheet_path) if args.sheet_path else writable_dir(args.outdir) / f"sheet-{kind}.png"
+    writable_dir(path.parent)
+    device = parse_device(args.device)
+    G = open_network(args.network, kind=("generator", "likelihood"), params=args.params)
+    need_generator(G, f"--sheet {kind}", "sample it without --sheet")
+    G = G.to(device).eval()
+    options = sample_options(args, G)
+    check_seed_rng(options["seed_rng"] or G.seed_rng, list(seeds) + (cols if kind == "mixing" else []))
+    bar = Progress(sheets.cell_count(kind, len(seeds), len(cols)), f"sheet {kind}", enabled=args.progress)
+    if kind == "truncation":
+        options.pop("truncation_psi")
+        sheet = sheets.truncation_sheet(G, seeds, cols, batch=args.batch, progress=bar, device=device, **options)
+    elif kind == "scale":
+        sheet = sheets.scale_sheet(G, seeds, cols, batch=args.batch, progress=bar, device=device, **options)
+    else:
+        layers = sheets.parse_layers(args.mix_layers, G.n_latent)
+        sheet = sheets.mixing_sheet(G, seeds, cols, layers, batch=args.batch, progress=bar, device=device, **options)
+    bar.close()
+    atomic_write(path, lambda tmp: save_uint8(sheet.image, tmp), suffix=path.suffix or ".png")
+    h, w = sheet.image.shape[:2]
+    print(f"wrote the {kind} sheet ({len(sheet.boxes)} image(s), {w}x{h} px) to {path}")
+    return 0
+
+
+def run_projected_w(args) -> int:
+    """`generate --projected-w FILE.npz`: OUTDIR/projNN.png, one per stored w (NVlabs' gen_images.py)."""
+    import torch
+
+    from ..atomic import atomic_write
+    from ..data.images import save_uint8, to_uint8
+    from ..explore import project as P
+    clash = [flag for flag, given in (("--sheet", getattr(args, "sheet", None) is not None),
+                                      ("--grid", args.grid is not None), ("--seeds", args.seeds != "0-7"),
+                                      ("--seed-rng", args.seed_rng is not None),
+                                      ("--sampler", args.sampler != "exact")) if given]
+    if clash:
+        raise PixelfolderError(f"{'/'.join(clash)} do(es) not apply to --projected-w (it renders the stored w's)")
+    if args.outdir is None:
+        raise PixelfolderError("--projected-w needs --outdir (for OUTDIR/projNN.png)")
+    if args.noise_mode == "random":
+        raise PixelfolderError("--projected-w renders with --noise-mode const (default, as `project` wrote proj.png) "
+                               "or none")
+    if args.batch < 1:
+        raise PixelfolderError("--batch must be >= 1")
+    outdir = writable_dir(args.outdir)
+    device = parse_device(args.device)
+    G = open_network(args.network, kind=("generator", "likelihood"), params=args.params)
+    P.check_generator(G)
+    G = G.to(device).eval()
+    ws = P.load_projected_w(args.projected_w, G)
+    shape = None
+    for start in range(0, ws.shape[0], args.batch):
+        images = P.render_w(G, ws[start:start + args.batch], noise_mode=args.noise_mode, truncation_psi=args.trunc,
+                            truncation_cutoff=args.trunc_cutoff, size=args.size, scale=args.scale, batch=args.batch)
+        if not bool(torch.isfinite(images).all()):
+            raise PixelfolderError("the network produced NaN or infinite values for the projected w: its weights "
+                                   "are damaged (check the checkpoint)")
+        for i, img in enumerate(to_uint8(images).numpy(), start=start):
+            atomic_write(outdir / f"proj{i:02d}.png", lambda tmp, img=img: save_uint8(img, tmp), suffix=".png")
+            shape = img.shape
+    print(f"wrote {ws.shape[0]} image(s) of {shape[1]}x{shape[0]} px from {args.projected_w} to {outdir}")
     return 0

@@ -11,7 +11,8 @@ import sys
 
 from ..errors import PixelfolderError
 
-VERB_MODULES = ("models", "generate", "convert", "bench", "prepare", "train", "evaluate")
+VERB_MODULES = ("models", "generate", "video", "serve", "project", "export", "convert", "bench", "prepare", "train",
+                "evaluate")
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _forget_interrupt() -> None:
+    """Let the exit status be ours (130). A Ctrl-C that lands inside code an extension runs through PyRun_String
+    (torch's import does) leaves CPython's "unhandled KeyboardInterrupt" flag set although we handled it, and the
+    interpreter would then end by re-raising SIGINT (status -2). The next PyRun_* evaluation resets that flag."""
+    try:
+        import ctypes
+        ctypes.pythonapi.PyRun_SimpleString(b"pass")
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
 def main(argv=None) -> int:
     verb = "pixelfolder"
     try:
@@ -48,6 +60,7 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"{verb}: interrupted", file=sys.stderr)
+        _forget_interrupt()
         return 130
     except BrokenPipeError:            # the reader went away (`pixelfolder models | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # so the exit flush cannot fail again

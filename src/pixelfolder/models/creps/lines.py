@@ -112,7 +112,7 @@ class ModulatedLinear(nn.Module):
 
     def apply_rows(self, x: torch.Tensor, wb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Pixel layout for one sample: x (in, N) with that sample's weights wb (out, in) -> (out, N)."""
-        return activate(torch.addmm(bias[:, None], wb, x), self.demodulate, self.clamp)
+        return activate(addmm_rows(bias, wb, x), self.demodulate, self.clamp)
 
     def extra_repr(self) -> str:
         o, i = self.weight.shape
@@ -135,7 +135,7 @@ class PixelMLP(nn.Module):
     def apply_rows(x: torch.Tensor, folded) -> torch.Tensor:
         """x (in, N) -> (out, N)."""
         for weight, bias in folded:
-            x = activate(torch.addmm(bias[:, None], weight, x), True, None)
+            x = activate(addmm_rows(bias, weight, x), True, None)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,13 +145,23 @@ class PixelMLP(nn.Module):
         return x
 
 
+def addmm_rows(bias: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """bias[:, None] + weight @ x: one sample x (in, N) as one addmm, or a batch x (B, in, N) (weight (out, in) or
+    per-sample (B, out, in)) as one baddbmm: the export form of the head (CREPSSynthesis.batched_head)."""
+    if x.ndim == 2:
+        return torch.addmm(bias[:, None], weight, x)
+    return torch.baddbmm(bias[:, None], weight.expand(x.shape[0], -1, -1), x)
+
+
 def split_biline(line: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One sample's bi-line (C, n, 2r) -> (A (C, n, r), B^T (C, r, n)), each scaled by sqrt(1/2) as officially."""
+    """One sample's bi-line (C, n, 2r) -> (A (C, n, r), B^T (C, r, n)), each scaled by sqrt(1/2) as officially
+    (a batch (B, C, n, 2r) alike, with a leading batch dimension)."""
     r = line.shape[-1] // 2
     line = line * math.sqrt(0.5)
-    return line[..., :r].contiguous(), line[..., r:].transpose(1, 2).contiguous()
+    return line[..., :r].contiguous(), line[..., r:].transpose(-1, -2).contiguous()
 
 
 def outer_rows(a: torch.Tensor, bt: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-    """F[c, i, j] = sum_k A[c, i, k] B[c, j, k] for rows i in [r0, r1): (C, rows * n). A indexes rows, B columns."""
-    return torch.bmm(a[:, r0:r1], bt).reshape(a.shape[0], -1)
+    """F[c, i, j] = sum_k A[c, i, k] B[c, j, k] for rows i in [r0, r1): (C, rows * n). A indexes rows, B columns
+    (a batch (B, C, n, r) alike: (B, C, rows * n))."""
+    return torch.matmul(a[..., r0:r1, :], bt).flatten(-2)

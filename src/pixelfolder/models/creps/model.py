@@ -25,7 +25,7 @@ from ...errors import PixelfolderError
 from ...layers import EqualLinear
 from ...registry import Recipe, register_model, register_preset
 from ..base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
-from .lines import LineInput, ModulatedLinear, PixelMLP, outer_rows, split_biline
+from .lines import LineInput, ModulatedLinear, PixelMLP, addmm_rows, outer_rows, split_biline
 
 HEAD_CHUNK_BYTES = 16 << 20   # working-set budget of one row band of the per-pixel head (fits in cache)
 FLOAT_BYTES = 4
@@ -71,6 +71,8 @@ class HeadBlock(nn.Module):
 
 class CREPSSynthesis(nn.Module):
     """ws -> image: the line blocks build the bi-line, the per-pixel head renders it in row bands."""
+
+    batched_head = False     # True (export): the head on every sample and row at once, no Python loop over the batch
 
     def __init__(self, config: CREPSConfig):
         super().__init__()
@@ -135,7 +137,7 @@ class CREPSSynthesis(nn.Module):
         """RGB rows [r0, r1) of sample b, (3, rows * n)."""
         x = self.features(lines, hw, r0, r1)
         img_weight, img_bias = hw["img"]
-        img = torch.addmm(img_bias[:, None], img_weight, x)
+        img = addmm_rows(img_bias, img_weight, x)
         for blk, params in zip(self.head, hw["blocks"]):
             (w0, b0), (w1, b1), (wr, br) = [(weights[b], bias) for weights, bias in params]
             x = blk.fc1.apply_rows(blk.fc0.apply_rows(x, w0, b0), w1, b1)
@@ -160,6 +162,9 @@ class CREPSSynthesis(nn.Module):
         n = bilines[0].shape[2]
         step = chunk_rows or self.rows_per_chunk(n)
         hw = self.head_weights(w)
+        if self.batched_head:     # the same sums, batched (baddbmm): a graph that takes any batch size
+            lines = [split_biline(t) for t in bilines]
+            return self.head_rows(lines, hw, slice(None), 0, n).view(w.shape[0], 3, n, n)
         out = w.new_empty(w.shape[0], 3, n, n)
         for b in range(w.shape[0]):
             lines = [split_biline(t[b]) for t in bilines]
