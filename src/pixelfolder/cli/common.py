@@ -110,6 +110,13 @@ NETWORK_HELP = ("a checkpoint (ours .pt/.safetensors, official .pt/.pth, NVlabs 
                 "preset")
 
 
+def add_progress_options(p) -> None:
+    """--progress / --no-progress: force the progress display on or off when stderr is not a terminal."""
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress also when stderr is not a terminal (a line every 10 s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+
+
 def add_params_option(p) -> None:
     p.add_argument("--params", help="PixelPyramids checkpoints: the official params/<name>.json they were trained "
                                     "with")

