@@ -159,8 +159,8 @@ def _record_state_dict(state_dict, source: str) -> dict:
 
 def is_preset_config(arch, config) -> bool:
     """`config` is a registered preset's, up to the resolution, which is at most the presets' largest."""
-    from .registry import list_models, preset, resolve_config
-    known = [resolve_config(n)[1] for n in list_models() if preset(n).arch == arch.name]
+    from .registry import resolve_config
+    known = [resolve_config(n)[1] for n in arch.presets]
     if not hasattr(config, "resolution"):
         return config in known
     top = max((k.resolution for k in known), default=0)

@@ -51,7 +51,7 @@ def resolve_spec(spec: str, resolution: int) -> str:
         name = f"{spec}-{resolution}"
         if name in registry.list_models():
             return name
-        presets = [m for m in registry.list_models() if registry.preset(m).arch == spec]
+        presets = registry.architecture(spec).presets
         raise PixelfolderError(f"{spec} has no preset at {resolution} px; its presets: {', '.join(presets)}")
     return str(resolve(spec))
 

@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
                    help=f"also write a grid of the first {GRID_MAX} images (default PATH: OUTDIR-grid.png beside "
                         "OUTDIR, so that `evaluate --fake OUTDIR` never counts it)")
     add_sheet_options(p)
-    p.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass")
     add_progress_options(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(run=run)
@@ -99,19 +99,9 @@ def sampler(G, options: dict, device):
     return lambda seeds: G.sample(seeds, batch_size=len(seeds), device=device, **options)
 
 
-def finite(images, seeds):
-    """The images, unless the network produced NaN or infinite values (damaged weights)."""
-    import torch
-    bad = [s for s, ok in zip(seeds, torch.isfinite(images).flatten(1).all(1).tolist()) if not ok]
-    if bad:
-        raise PixelfolderError(f"the network produced NaN or infinite values for seed(s) {bad[:5]}: its weights are "
-                               "damaged (check the checkpoint)")
-    return images
-
-
 def run(args) -> int:
     from ..atomic import atomic_write
-    from ..data.images import save_uint8, to_uint8, uint8_grid
+    from ..data.images import check_finite, save_uint8, to_uint8, uint8_grid
     from ..progress import Progress
     from ..utils import check_seed_rng
     if getattr(args, "projected_w", None) is not None:
@@ -121,8 +111,6 @@ def run(args) -> int:
     if args.outdir is None:
         raise PixelfolderError("--outdir is required (or --sheet ... --sheet-path PATH)")
     seeds = parse_seeds(args.seeds)
-    if args.batch < 1:
-        raise PixelfolderError("--batch must be >= 1")
     outdir = writable_dir(args.outdir)
     grid = grid_path(args, outdir)
     if grid is not None:
@@ -137,7 +125,7 @@ def run(args) -> int:
     thumbs, shape = [], None
     for start in range(0, len(seeds), args.batch):
         chunk = seeds[start:start + args.batch]
-        for seed, img in zip(chunk, to_uint8(finite(draw(chunk), chunk)).numpy()):
+        for seed, img in zip(chunk, to_uint8(check_finite(draw(chunk), chunk)).numpy()):
             atomic_write(outdir / f"seed{seed:04d}.png", lambda tmp, img=img: save_uint8(img, tmp), suffix=".png")
             if grid is not None and len(thumbs) < GRID_MAX:
                 thumbs.append(img)
@@ -160,7 +148,7 @@ def run_sheet(args) -> int:
     from ..atomic import atomic_write
     from ..data.images import save_uint8
     from ..explore import sheets
-    from ..explore.video import need_generator
+    from ..explore import need_generator
     from ..progress import Progress
     from ..utils import check_seed_rng
     kind = args.sheet
@@ -172,8 +160,6 @@ def run_sheet(args) -> int:
         raise PixelfolderError("--grid does not apply to --sheet (the sheet is the grid)")
     if args.outdir is None and args.sheet_path is None:
         raise PixelfolderError("--sheet needs --outdir (for OUTDIR/sheet-KIND.png) or --sheet-path PATH")
-    if args.batch < 1:
-        raise PixelfolderError("--batch must be >= 1")
     if kind == "truncation" and args.trunc != 1.0:
         raise PixelfolderError("--sheet truncation sweeps psi itself: give the values with --psis, not --trunc")
     seeds = parse_seeds(args.seeds)
@@ -216,10 +202,8 @@ def run_sheet(args) -> int:
 
 def run_projected_w(args) -> int:
     """`generate --projected-w FILE.npz`: OUTDIR/projNN.png, one per stored w (NVlabs' gen_images.py)."""
-    import torch
-
     from ..atomic import atomic_write
-    from ..data.images import save_uint8, to_uint8
+    from ..data.images import check_finite, save_uint8, to_uint8
     from ..explore import project as P
     clash = [flag for flag, given in (("--sheet", getattr(args, "sheet", None) is not None),
                                       ("--grid", args.grid is not None), ("--seeds", args.seeds != "0-7"),
@@ -232,8 +216,6 @@ def run_projected_w(args) -> int:
     if args.noise_mode == "random":
         raise PixelfolderError("--projected-w renders with --noise-mode const (default, as `project` wrote proj.png) "
                                "or none")
-    if args.batch < 1:
-        raise PixelfolderError("--batch must be >= 1")
     outdir = writable_dir(args.outdir)
     device = parse_device(args.device)
     G = open_network(args.network, kind=("generator", "likelihood"), params=args.params)
@@ -244,10 +226,7 @@ def run_projected_w(args) -> int:
     for start in range(0, ws.shape[0], args.batch):
         images = P.render_w(G, ws[start:start + args.batch], noise_mode=args.noise_mode, truncation_psi=args.trunc,
                             truncation_cutoff=args.trunc_cutoff, size=args.size, scale=args.scale, batch=args.batch)
-        if not bool(torch.isfinite(images).all()):
-            raise PixelfolderError("the network produced NaN or infinite values for the projected w: its weights "
-                                   "are damaged (check the checkpoint)")
-        for i, img in enumerate(to_uint8(images).numpy(), start=start):
+        for i, img in enumerate(to_uint8(check_finite(images)).numpy(), start=start):
             atomic_write(outdir / f"proj{i:02d}.png", lambda tmp, img=img: save_uint8(img, tmp), suffix=".png")
             shape = img.shape
     print(f"wrote {ws.shape[0]} image(s) of {shape[1]}x{shape[0]} px from {args.projected_w} to {outdir}")

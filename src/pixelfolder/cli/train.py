@@ -89,17 +89,12 @@ def given_options(args):
     return TrainOptions(**given), demo
 
 
-def options_from_args(args):
-    from ..training.options import resolve
-    return resolve(given_options(args)[0])
-
-
 def run(args) -> int:
-    opts = options_from_args(args)
+    from ..training.options import option_sources, resolve
+    given, demo = given_options(args)
+    opts = resolve(given)
     parse_device(opts.device)                  # a device that does not exist here fails before anything is written
     if args.dry_run:
-        from ..training.options import option_sources
-        given, demo = given_options(args)
         print(json.dumps({**dataclasses.asdict(opts), "sources": option_sources(given, demo)}, indent=2))
         return 0
     if opts.metrics:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import PixelfolderError
+
 
 def from_uint8(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (any layout) -> float32 in [-1, 1]: k -> k / 127.5 - 1 (the one float conversion of reals)."""
@@ -17,6 +19,16 @@ def from_uint8(images: torch.Tensor) -> torch.Tensor:
 def xflip(images: torch.Tensor) -> torch.Tensor:
     """Mirror CHW or NCHW images left-right (the one x-flip: dataset --mirror copies and training flips)."""
     return images.flip(-1)
+
+
+def check_finite(images: torch.Tensor, seeds=None, error: type = PixelfolderError) -> torch.Tensor:
+    """`images`, unless the network produced NaN or infinite values (damaged weights): one line naming the first
+    seeds affected when `seeds` (one per image) are given."""
+    ok = torch.isfinite(images).flatten(1).all(1)
+    if bool(ok.all()):
+        return images
+    which = "" if seeds is None else f" for seed(s) {[s for s, good in zip(seeds, ok.tolist()) if not good][:5]}"
+    raise error(f"the network produced NaN or infinite values{which}: its weights are damaged (check the checkpoint)")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PixelfolderError, first_line
+from . import need_generator
 
 DISTANCES = ("auto", "lpips", "inception")
 W_AVG_SAMPLES = 10_000
@@ -196,10 +197,7 @@ def load_target(path, resolution: int) -> np.ndarray:
 
 def check_generator(G) -> None:
     """Projection needs a generator with a mapping network (not a likelihood model)."""
-    if getattr(G, "kind", None) != "generator" or not hasattr(G, "mapping") or not hasattr(G, "synthesis"):
-        raise PixelfolderError(f"{getattr(G, 'arch', type(G).__name__)} ({getattr(G, 'kind', '?')}) has no mapping "
-                               "network to project into: give a generator (e.g. a PixelFolder, CIPS or StyleGAN2 "
-                               "checkpoint)")
+    need_generator(G, "projection", "give a generator (e.g. a PixelFolder, CIPS or StyleGAN2 checkpoint)")
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ import traceback
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import PixelfolderError, first_line
+from . import need_generator
 
 SEED_RANGE = (0, 2 ** 32 - 1)     # NVlabs' numpy convention draws z from a uint32 seed: the same range for every net
 SCALE_RANGE = (0.25, 4.0)         # x native resolution, any-scale models only
@@ -52,9 +53,7 @@ class Explorer:
         import torch
         from ..layers import NOISE_MODES
         from ..registry import architecture
-        if getattr(G, "kind", None) != "generator" or not hasattr(G, "mapping"):
-            raise PixelfolderError(f"the explorer needs a generator, got a {getattr(G, 'kind', type(G).__name__)}"
-                                   f" ({getattr(G, 'arch', '?')})")
+        need_generator(G, "the explorer", "serve a generator (PixelFolder, CIPS, StyleGAN2, INR-GAN, CREPS)")
         self.device = torch.device(device) if device is not None else next(G.parameters()).device
         self.G = G.eval().to(self.device)
         meta = getattr(G, "metadata", None) or {}
@@ -132,7 +131,7 @@ class Explorer:
 
     def render(self, params: dict, *, stages: bool = False):
         """(uint8 images (H, W, 3) -- the image, or one per stage --, render ms, queue ms) for checked params."""
-        from ..data.images import to_uint8
+        from ..data.images import check_finite, to_uint8
         asked = time.perf_counter()
         with self.lock:
             start = time.perf_counter()
@@ -145,10 +144,7 @@ class Explorer:
                                         noise_mode=params["noise"], scale=params["scale"], device=self.device)]
             out = []
             for x in images:
-                x = x.float().cpu()
-                if not bool(x.isfinite().all()):
-                    raise NetworkError(f"the network produced NaN or infinite values for seed {params['seed']}: its "
-                                       "weights are damaged (check the checkpoint)")
+                x = check_finite(x.float().cpu(), [params["seed"]], error=NetworkError)
                 out.append(to_uint8(x)[0].numpy())
             done = time.perf_counter()
         return out, 1000 * (done - start), 1000 * (start - asked)

@@ -131,7 +131,7 @@ def _fmt(v: float) -> str:
 
 # ---------------------------------------------------------------------------------------------------- sheets
 def _check(G, seeds) -> None:
-    from .video import need_generator
+    from . import need_generator
     need_generator(G, "a sheet", "sample it with `pixelfolder generate` without --sheet")
     if not seeds:
         raise PixelfolderError("no seeds given")
@@ -140,24 +140,25 @@ def _check(G, seeds) -> None:
 
 
 def _uint8(images):
-    import torch
+    from ..data.images import check_finite, to_uint8
+    return list(to_uint8(check_finite(images)).numpy())
 
-    from ..data.images import to_uint8
-    if not torch.isfinite(images).all():
-        raise PixelfolderError("the network produced NaN or infinite values: its weights are damaged (check the "
-                               "checkpoint)")
-    return list(to_uint8(images).numpy())
+
+def _sweep(G, seeds, option: str, values, batch: int, progress, sample: dict) -> dict:
+    """{(row, column): uint8 image}: row = seed, column = G.sample(seeds, **{option: value}) for each value."""
+    cells = {}
+    for c, value in enumerate(values):
+        for r, img in enumerate(_uint8(G.sample(seeds, batch_size=batch, **{option: value}, **sample))):
+            cells[r, c] = img
+        if progress:
+            progress.update(len(seeds))
+    return cells
 
 
 def truncation_sheet(G, seeds, psis=PSIS, *, batch: int = 8, progress=None, **sample) -> Sheet:
     """Rows = seeds, columns = psi: each cell is G.sample([seed], truncation_psi=psi, **sample)."""
     _check(G, seeds)
-    cells = {}
-    for c, psi in enumerate(psis):
-        for r, img in enumerate(_uint8(G.sample(seeds, batch_size=batch, truncation_psi=psi, **sample))):
-            cells[r, c] = img
-        if progress:
-            progress.update(len(seeds))
+    cells = _sweep(G, seeds, "truncation_psi", psis, batch, progress, sample)
     return layout(cells, [f"seed {s}" for s in seeds], [f"psi {_fmt(p)}" for p in psis], "truncation sweep")
 
 
@@ -172,12 +173,7 @@ def scale_sheet(G, seeds, scales=SCALES, *, batch: int = 8, progress=None, **sam
     sample = {k: v for k, v in sample.items() if k not in ("size", "scale")}
     for s in scales:
         G.output_size(None, s)
-    cells = {}
-    for c, s in enumerate(scales):
-        for r, img in enumerate(_uint8(G.sample(seeds, batch_size=batch, scale=s, **sample))):
-            cells[r, c] = img
-        if progress:
-            progress.update(len(seeds))
+    cells = _sweep(G, seeds, "scale", scales, batch, progress, sample)
     labels = [f"x{_fmt(s)} ({G.output_size(None, s)}px)" for s in scales]
     return layout(cells, [f"seed {s}" for s in seeds], labels, "render scale")
 

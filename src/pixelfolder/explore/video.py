@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import PixelfolderError
+from . import need_generator
 
 WRAPS = 2                 # gen_video's `wraps`: keyframe copies on each side of the looped period
 W_FRAMES = 120            # gen_video's --w-frames default: frames between two keyframes
@@ -68,13 +69,6 @@ def keyframe_seeds(seeds, grid: tuple[int, int], num_keyframes: int | None = Non
         np.random.RandomState(seed=shuffle_seed).shuffle(arr)
         all_seeds = [int(s) for s in arr]
     return [all_seeds[c * num_keyframes:(c + 1) * num_keyframes] for c in range(cells)]
-
-
-def need_generator(G, what: str = "a video", way_out: str = "sample it with `pixelfolder generate`") -> None:
-    """Refuse networks without a latent space to interpolate (PixelPyramids) in one line."""
-    if getattr(G, "kind", None) != "generator" or not hasattr(G, "mapping"):
-        raise PixelfolderError(f"{what} needs a generator with a latent space (z -> W); {G.arch} is a "
-                               f"{getattr(G, 'kind', 'network')} model without one: {way_out}")
 
 
 def render_size(G, size: int | None, scale: float | None) -> int:
@@ -319,6 +313,8 @@ def _noise_for(G, g, size):
 def _synthesize(G, ws, noises, noise_mode: str, size, batch: int, device):
     """Images (N, 3, H, W) float on the CPU for ws (N, n_latent, w_dim), `batch` at a time."""
     import torch
+
+    from ..data.images import check_finite
     out = []
     arg_size = None if size == G.resolution else size
     for s in range(0, ws.shape[0], batch):
@@ -328,14 +324,7 @@ def _synthesize(G, ws, noises, noise_mode: str, size, batch: int, device):
         with torch.no_grad():
             img = G.synthesis(ws[s:s + batch].to(device), noise_mode=noise_mode, noise=noise, size=arg_size)
         out.append(img.float().cpu())
-    return torch.cat(out)
-
-
-def _check_finite(images) -> None:
-    import torch
-    if not torch.isfinite(images).all():
-        raise PixelfolderError("the network produced NaN or infinite values: its weights are damaged (check the "
-                               "checkpoint)")
+    return check_finite(torch.cat(out))       # damaged weights: one line, never a video of NaN
 
 
 def _frame(images, grid_w: int):
@@ -384,7 +373,6 @@ def interpolation_frames(G, seeds, *, grid=(1, 1), num_keyframes=None, shuffle_s
             step_ws = torch.stack([interps[c](f / w_frames) for f in idx for c in range(cells)])
             step_noise = None if noises is None else [noises[c] for _ in idx for c in range(cells)]
             images = _synthesize(G, step_ws, step_noise, noise_mode, S, batch, device)
-            _check_finite(images)
             for j in range(len(idx)):
                 yield _frame(images[j * cells:(j + 1) * cells], grid[0])
             if bar:
@@ -440,7 +428,6 @@ def zoom_frames(G, seeds, *, grid=(1, 1), frames: int = W_FRAMES, zoom_to: float
             if noise_mode == "random":       # each frame's noise is its seed's, at that size (as generate --size)
                 noises = [_noise_for(G, seed_latent(seed, G.z_dim, seed_rng)[1], S) for seed in seeds]
             images = _synthesize(G, ws, noises, noise_mode, S, batch, device)
-            _check_finite(images)
             o = (S - B) // 2
             yield _frame(images[:, :, o:o + B, o:o + B], grid[0])
             if bar:

@@ -26,6 +26,7 @@ class Objective:
     train_split = "all"             # default dataset split trained on (`--split`)
     held_out_split = "all"          # split the snapshot metrics read
     reals_as_uint8 = False          # phases receive uint8 reals instead of floats in [-1, 1]
+    pl_mean: torch.Tensor | None = None   # GANs: the path-length target the G-reg phase updates in place
 
     def __init__(self, opts: TrainOptions, device, resumed: dict | None = None, finetune: dict | None = None):
         self.opts, self.device = opts, device
@@ -89,7 +90,7 @@ class Objective:
     def context(self, step: int, autocast, compiled: dict) -> Context:
         G, D = self.networks["G"], self.networks.get("D")
         return Context(G, D, compiled.get("G", G), compiled.get("D", D), self.opts, step, self.device, autocast,
-                       getattr(self, "pl_mean", None))
+                       self.pl_mean)
 
     def prepare_reals(self, uint8_images: torch.Tensor, step: int, world) -> torch.Tensor:
         """The batch the phases see: float in [-1, 1] (or uint8), with keyed per-sample x-flips under --mirror;
@@ -118,7 +119,7 @@ class Objective:
         D, opt_D = self.networks.get("D"), self.optimizers.get("D")
         return {"G": to_record(self.G), "D": D and to_record(D), "G_ema": to_record(self.G_ema),
                 "opt_G": self.optimizers["G"].state_dict(), "opt_D": opt_D and opt_D.state_dict(),
-                "pl_mean": float(getattr(self, "pl_mean", 0.0))}
+                "pl_mean": 0.0 if self.pl_mean is None else float(self.pl_mean)}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizers["G"].load_state_dict(state["opt_G"])

@@ -79,13 +79,10 @@ def training_preset(opts: TrainOptions) -> str:
 
 
 def preset_resolution(preset: str) -> int:
-    """The resolution a preset builds (256 when the name is not a preset: the registry reports that later)."""
+    """The resolution a (registered) preset builds: its config's resolution, or height for PixelPyramids'."""
     from .. import registry
-    try:
-        _, config = registry.resolve_config(preset)
-    except PixelfolderError:
-        return 256
-    return int(getattr(config, "resolution", getattr(config, "height", 256)))
+    _, config = registry.resolve_config(preset)
+    return int(getattr(config, "resolution", None) or config.height)
 
 
 def recipe_values(opts: TrainOptions, preset: str) -> dict:
