@@ -99,12 +99,17 @@ def recipe_values(opts: TrainOptions, preset: str) -> dict:
 
 
 def option_sources(given: TrainOptions, demo: tuple = ()) -> dict:
-    """Where each recipe-backed option of `given` (unresolved) comes from: given, the demo's, or the recipe's."""
+    """Where each recipe-backed option of `given` (unresolved) comes from: given, the demo's, the recipe's, or
+    (preset, split) the default rule and the training objective."""
     from .. import registry
+    from .objectives import objective_for_preset
     preset = training_preset(given)
     recipe = registry.architecture(registry.preset(preset).arch).recipe
+    derived = {"preset": f"default (--model {given.model or DEFAULT_MODEL} on this data: {preset})",
+               "split": f"objective ({objective_for_preset(preset).__name__})"}
     return {name: "demo" if name in demo else "given" if getattr(given, name) is not None
-            else f"recipe ({recipe.source or preset})" for name in ("preset", *recipe_values(given, preset))}
+            else derived.get(name, f"recipe ({recipe.source or preset})")
+            for name in ("preset", *recipe_values(given, preset))}
 
 
 def resolve(opts: TrainOptions) -> TrainOptions:
