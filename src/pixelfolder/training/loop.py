@@ -165,6 +165,25 @@ def update_ema(G_ema, G, beta: float) -> None:
         b_ema.copy_(b)
 
 
+def train_step(objective: Objective, step: int, uint8_batch: torch.Tensor, world, chunks_per_rank: int,
+               total_chunks: int, autocast, forwards: dict, scalers: dict) -> dict:
+    """One training step: every phase due at `step` (in the objective's order), then the G_ema update.
+    Returns the phases' stats. The loop and tools/bench_train.py both run exactly this."""
+    reals = objective.prepare_reals(uint8_batch, step, world)
+    ctx = objective.context(step, autocast, forwards)
+    objective.begin_step(step)
+    stats = {}
+    for phase in objective.phases:
+        if step % phase.interval:
+            continue
+        objective.before_phase(phase)
+        phase_stats, _ = run_phase(phase, ctx, objective.networks, objective.optimizers[phase.net],
+                                   scalers.get(phase.net), reals, world, chunks_per_rank, total_chunks)
+        stats.update(phase_stats)
+    update_ema(objective.G_ema, objective.G, objective.ema_beta)
+    return stats
+
+
 def snapshot(run, opts, objective: Objective, make_state, kimg_now):
     """Grid, network snapshot (G_ema with a fresh w_avg), training state and metrics; rank 0 only."""
     if not run.active:
@@ -279,24 +298,15 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
         snapshot(run, opts, objective, current_state, 0.0)
     try:
         while True:
-            # ------------------------------------------------------------ one step: every phase due
-            reals = objective.prepare_reals(next_batch(loader), step, world)
-            ctx = objective.context(step, autocast, forwards)
-            objective.begin_step(step)
-            for phase in objective.phases:
-                if step % phase.interval:
-                    continue
-                objective.before_phase(phase)
-                try:
-                    phase_stats, _ = run_phase(phase, ctx, nets, objective.optimizers[phase.net],
-                                               scalers.get(phase.net), reals, world, chunks_per_rank, total_chunks)
-                except TrainingDiverged as e:
-                    raise TrainingDiverged(f"{e} at kimg {step * opts.batch / 1000:.3f} (step {step}); the last "
-                                           "good state is the training-state.pt of the last snapshot") from None
-                stats.update(phase_stats)
+            # ------------------------------------------------------------ one step: every phase, then EMA
+            try:
+                stats.update(train_step(objective, step, next_batch(loader), world, chunks_per_rank, total_chunks,
+                                        autocast, forwards, scalers))
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"{e} at kimg {step * opts.batch / 1000:.3f} (step {step}); the last "
+                                       "good state is the training-state.pt of the last snapshot") from None
 
-            # ------------------------------------------------------------ end of step: EMA, counters
-            update_ema(G_ema, G, objective.ema_beta)
+            # ------------------------------------------------------------ end of step: counters
             step += 1
             kimg = step * opts.batch / 1000
             done = kimg >= opts.kimg
