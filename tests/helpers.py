@@ -11,7 +11,6 @@ import pickle
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -189,15 +188,8 @@ class UniformLikelihood(torch.nn.Module):
 # ---------------------------------------------------------------------------------------------------- training
 def make_folder(path, n=16, size=32, seed=0):
     """n smooth random RGB images (PNG) in `path`."""
-    from PIL import Image
-    rng = np.random.default_rng(seed)
-    path.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for i in range(n):
-        f = rng.uniform(1, 4, size=3)
-        img = np.stack([np.sin(2 * np.pi * (f[c] * xx + rng.uniform() * yy) + rng.uniform(0, 6)) for c in range(3)], -1)
-        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(path / f"img{i:03d}.png")
-    return path
+    from pixelfolder.data.images import write_smooth_folder
+    return write_smooth_folder(path, n=n, size=size, seed=seed)
 
 
 def options(data, run_dir, **kw):

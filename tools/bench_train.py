@@ -28,10 +28,11 @@ Equality (before timing): from the same weights (ours converted from the officia
 converters, re-synchronised before each phase so that one phase's Adam step cannot carry a difference into the
 next), the same reals and the same z, noise and path-length noise (ours drawn by our keyed randomness and
 handed to the official modules), mixing 0: every phase's loss and every parameter's gradient,
-max |ours - official| / max |official| per tensor, the worst reported; <= 1e-5 passes.
+the relative L2 difference over all of a network's gradients (passes at <= 1e-5, as does the loss) and,
+for information, the worst tensor's max |ours - official| / max |official|.
 
-`--profile`: ours only, one step of each kind under torch.profiler, time by part of the step (forward,
-backward, R1's double backward, optimizer, randomness, EMA, reals).
+`--profile`: ours only, one step of each kind, wall time of each phase's forward (its loss, randomness
+included), backward and optimizer step, and the rest of the step (reals, EMA), through thin timing wrappers.
 """
 from __future__ import annotations
 
@@ -440,11 +441,6 @@ def bench(arch: str, args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ profile
-PARTS = {"convolution_backward": "backward", "Backward": "backward", "conv": "forward", "addmm": "forward",
-         "mm": "forward", "Adam": "optimizer", "_foreach": "optimizer", "randn": "randomness",
-         "normal_": "randomness", "manual_seed": "randomness"}
-
-
 def profile(objective, uint8_batch, kinds) -> None:
     """Ours: wall time of each phase and of the rest of the step, per step kind (no profiler overhead)."""
     step = our_step(objective)

@@ -42,7 +42,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pixelfolder import registry
@@ -251,16 +250,9 @@ def check_compile(c: Checker, args, tmp: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ 4. training
 def image_folder(path: Path, size: int, n: int = 16, seed: int = 0) -> Path:
-    """n smooth random RGB PNGs of size x size px in `path` (made once)."""
-    from PIL import Image
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for i in range(n):
-        f = rng.uniform(1, 4, size=3)
-        img = np.stack([np.sin(2 * np.pi * (f[k] * xx + rng.uniform() * yy) + rng.uniform(0, 6)) for k in range(3)], -1)
-        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(path / f"img{i:03d}.png")
-    return path
+    """n smooth random RGB PNGs of size x size px in `path`."""
+    from pixelfolder.data.images import write_smooth_folder
+    return write_smooth_folder(path, n=n, size=size, seed=seed)
 
 
 def train(preset: str, data: Path, run_dir: Path, device, *, batch: int, steps: int, workers: int = 0):

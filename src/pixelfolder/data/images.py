@@ -77,3 +77,20 @@ def save_uint8(array: np.ndarray, path) -> None:
     if array.shape[-1] == 1:
         array = array[..., 0]
     Image.fromarray(np.ascontiguousarray(array)).save(path)
+
+
+def write_smooth_folder(path, n: int = 16, size: int = 32, seed: int = 0):
+    """n smooth random RGB PNGs of size x size px in `path` (tests, tools/gpu_check.py); returns the path."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        f = rng.uniform(1, 4, size=3)
+        img = np.stack([np.sin(2 * np.pi * (f[c] * xx + rng.uniform() * yy) + rng.uniform(0, 6)) for c in range(3)], -1)
+        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(path / f"img{i:03d}.png")
+    return path
