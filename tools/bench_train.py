@@ -57,7 +57,7 @@ from pixelfolder.training import loop
 from pixelfolder.training.distributed import Dist
 from pixelfolder.training.objectives import objective_for_preset
 from pixelfolder.training.options import TrainOptions, resolve
-from pixelfolder.training.randomness import generators, randn
+from pixelfolder.training.randomness import Draws
 
 RESOLUTION = 64
 MODELS = ("pixelfolder", "stylegan2")
@@ -308,9 +308,9 @@ def grads_in_our_names(arch: str, net, grads: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- equality
 def our_draws(objective, step: int, tag: str, batch: int):
     """(z, noise list) exactly as phases.make_fakes draws them (mixing 0)."""
-    gens = generators(objective.opts.seed, step, tag, range(batch))
-    z = randn(gens, objective.G.z_dim)
-    return z, [randn(gens, 1, h, w) for h, w in objective.G.synthesis.noise_shapes()]
+    draws = Draws(objective.opts.seed, step, tag, range(batch))
+    z = draws.normal(objective.G.z_dim)
+    return z, [draws.normal(1, h, w) for h, w in objective.G.synthesis.noise_shapes()]
 
 
 def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
@@ -323,7 +323,7 @@ def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
     official.inputs = {"Dmain": our_draws(objective, 0, "Dmain", batch), "Gmain": our_draws(objective, 0, "Gmain",
                                                                                              batch),
                        "Greg": our_draws(objective, 0, "Greg", half)}
-    official.pl_noise = randn(generators(objective.opts.seed, 0, "pl-noise", range(half)), 3, RESOLUTION, RESOLUTION)
+    official.pl_noise = Draws(objective.opts.seed, 0, "pl-noise", range(half)).normal(3, RESOLUTION, RESOLUTION)
     uint8_batch = torch.randint(0, 256, (batch, 3, RESOLUTION, RESOLUTION), dtype=torch.uint8,
                                 generator=torch.Generator().manual_seed(seed + 7))
     real = uint8_batch.float() / 127.5 - 1
@@ -354,7 +354,7 @@ def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
         stats, our_grads = ours[name]
         off_net = G_off if net_of[name] == "G" else D_off
         theirs = grads_in_our_names(arch if net_of[name] == "G" else "stylegan2_d", off_net, grads)
-        rel_loss = abs(stats[loss_key[name]] - loss.item()) / max(abs(loss.item()), 1e-30)
+        rel_loss = abs(float(stats[loss_key[name]]) - loss.item()) / max(abs(loss.item()), 1e-30)
         rels = {k: ((g - theirs[k]).abs().max() / theirs[k].abs().max().clamp_min(1e-30)).item()
                 for k, g in our_grads.items()}
         k_worst = max(rels, key=rels.get)

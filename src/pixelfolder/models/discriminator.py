@@ -78,6 +78,8 @@ class Discriminator(nn.Module):
         if self.config.coord_input and img.shape[1] == 3:
             grid = coord_grid(img.shape[2], img.shape[3], device=img.device, dtype=img.dtype)
             img = torch.cat([img, grid.expand(img.shape[0], -1, -1, -1)], dim=1)
+        if img.device.type == "cpu":     # oneDNN's native layout: D forward + backward 12% faster (bench_train)
+            img = img.contiguous(memory_format=torch.channels_last)
         x = self.from_rgb(img)
         for block in self.blocks:
             x = block(x)

@@ -1,16 +1,15 @@
 """DiffAugment (Zhao et al., 2020): differentiable colour, translation and cutout, applied alike to reals and
-fakes. Random parameters come from per-sample generators, so a sample's augmentation is batch-independent."""
+fakes. Random parameters come from keyed per-sample draws (randomness.Draws), so a sample's augmentation is batch-independent."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .randomness import rand
 
 
-def diffaugment(x: torch.Tensor, gens, translation: float = 0.125, cutout: float = 0.5) -> torch.Tensor:
+def diffaugment(x: torch.Tensor, draws, translation: float = 0.125, cutout: float = 0.5) -> torch.Tensor:
     b, _, h, w = x.shape
-    p = rand(gens, 7).to(x.device, x.dtype)         # brightness, saturation, contrast, tx, ty, cx, cy
+    p = draws.uniform(7).to(x.device, x.dtype)         # brightness, saturation, contrast, tx, ty, cx, cy
     x = x + (p[:, 0] - 0.5).view(b, 1, 1, 1)
     mean = x.mean(dim=1, keepdim=True)
     x = (x - mean) * (p[:, 1] * 2).view(b, 1, 1, 1) + mean

@@ -126,35 +126,67 @@ def make_loader(opts, world, local_batch, start_step, resolution: int):
     return dataset, iter(loader)
 
 
-def run_phase(phase, ctx, nets, opt, scaler, reals, world, chunks_per_rank, total):
-    """Accumulate the phase over this process's chunks, sum gradients over processes, step. Returns stats."""
+class DivergenceWatch:
+    """Non-finite losses and gradients, recorded on the device without a host synchronisation (a step never
+    waits for the device); `check` (one synchronisation) raises at the first step and phase that went bad."""
+
+    def __init__(self, device):
+        self.first_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.first_phase = torch.full((), -1, dtype=torch.int64, device=device)
+        self.phase_names: list[str] = []
+
+    def record(self, step: int, phase_name: str, finite: torch.Tensor) -> None:
+        if phase_name not in self.phase_names:
+            self.phase_names.append(phase_name)
+        first = (self.first_step < 0) & ~finite
+        self.first_step = torch.where(first, step, self.first_step)
+        self.first_phase = torch.where(first, self.phase_names.index(phase_name), self.first_phase)
+
+    def check(self, batch: int) -> None:
+        step = int(self.first_step)
+        if step >= 0:
+            name = self.phase_names[int(self.first_phase)]
+            raise TrainingDiverged(f"a {name} loss or gradient became NaN or Inf at kimg {step * batch / 1000:.3f} "
+                                   f"(step {step}); the last good state is the training-state.pt of the last "
+                                   "snapshot")
+
+
+def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One device boolean: every element of every tensor is finite (max-abs norms propagate NaN and Inf)."""
+    if not tensors:
+        return torch.ones((), dtype=torch.bool)
+    return torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
+
+
+def run_phase(phase, ctx, nets, opt, scaler, reals, world, chunks_per_rank, total, watch=None):
+    """Accumulate the phase over this process's chunks, sum gradients over processes, step. Returns (stats,
+    sample count) as device tensors; nothing here waits for the device (non-finite values go to `watch`)."""
     params = [p for p in nets[phase.net].parameters() if p.requires_grad]
     for p in params:
         p.grad = None
-    stats, samples = {}, 0
+    stats, samples, losses = {}, 0, []
     for c in range(chunks_per_rank):
         q = c * world.world_size + world.rank          # this chunk's number among all processes' chunks
         indices = chunk_indices(ctx.opts.batch, q, total)
-        local = list(range(c, len(reals), chunks_per_rank))
         keep = max(1, int(len(indices) * phase.batch_fraction))
-        loss, chunk_stats = phase.loss(ctx, indices[:keep], reals[local[:keep]])
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the {phase.name} loss became {loss.item()}")
+        loss, chunk_stats = phase.loss(ctx, indices[:keep], reals[c::chunks_per_rank][:keep])
+        losses.append(loss.detach())
         (scaler.scale(loss) if scaler else loss).mul(1.0 / total).backward()
         for k, v in chunk_stats.items():
             stats[k] = stats.get(k, 0.0) + v.float()
         samples += keep
     dist_utils.reduce_grads_(params)
-    if scaler is None and not all(torch.isfinite(p.grad).all() for p in params):
-        raise TrainingDiverged(f"a {phase.name} gradient became NaN or Inf")
+    if watch is not None:
+        finite = all_finite(losses + ([] if scaler else [p.grad for p in params]))
+        watch.record(ctx.step, phase.name, finite.to(ctx.device))
     (scaler.step(opt), scaler.update()) if scaler else opt.step()
     values = [torch.as_tensor(v, device=ctx.device).reshape(1) for v in stats.values()]
-    counts = torch.tensor([float(samples)], device=ctx.device)
+    counts = torch.full((1,), float(samples), device=ctx.device)
     dist_utils.all_reduce_sum_(values + [counts])
-    stats = {k: (v / counts).item() for k, v in zip(stats, values)}
+    stats = {k: (v / counts)[0] for k, v in zip(stats, values)}
     if phase.after is not None:
         phase.after(ctx, stats)
-    return stats, counts.item()
+    return stats, counts[0]
 
 
 @torch.no_grad()
@@ -166,9 +198,10 @@ def update_ema(G_ema, G, beta: float) -> None:
 
 
 def train_step(objective: Objective, step: int, uint8_batch: torch.Tensor, world, chunks_per_rank: int,
-               total_chunks: int, autocast, forwards: dict, scalers: dict) -> dict:
+               total_chunks: int, autocast, forwards: dict, scalers: dict, watch: DivergenceWatch | None = None) -> dict:
     """One training step: every phase due at `step` (in the objective's order), then the G_ema update.
-    Returns the phases' stats. The loop and tools/bench_train.py both run exactly this."""
+    Returns the phases' stats (device tensors; no host synchronisation). The loop and tools/bench_train.py both
+    run exactly this."""
     reals = objective.prepare_reals(uint8_batch, step, world)
     ctx = objective.context(step, autocast, forwards)
     objective.begin_step(step)
@@ -178,7 +211,7 @@ def train_step(objective: Objective, step: int, uint8_batch: torch.Tensor, world
             continue
         objective.before_phase(phase)
         phase_stats, _ = run_phase(phase, ctx, objective.networks, objective.optimizers[phase.net],
-                                   scalers.get(phase.net), reals, world, chunks_per_rank, total_chunks)
+                                   scalers.get(phase.net), reals, world, chunks_per_rank, total_chunks, watch)
         stats.update(phase_stats)
     update_ema(objective.G_ema, objective.G, objective.ema_beta)
     return stats
@@ -294,17 +327,14 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
 
     start_time = tick_time = time.time()
     tick_step, stats = step, {}
+    watch = DivergenceWatch(device)
     if state is None:
         snapshot(run, opts, objective, current_state, 0.0)
     try:
         while True:
             # ------------------------------------------------------------ one step: every phase, then EMA
-            try:
-                stats.update(train_step(objective, step, next_batch(loader), world, chunks_per_rank, total_chunks,
-                                        autocast, forwards, scalers))
-            except TrainingDiverged as e:
-                raise TrainingDiverged(f"{e} at kimg {step * opts.batch / 1000:.3f} (step {step}); the last "
-                                       "good state is the training-state.pt of the last snapshot") from None
+            stats.update(train_step(objective, step, next_batch(loader), world, chunks_per_rank, total_chunks,
+                                    autocast, forwards, scalers, watch))
 
             # ------------------------------------------------------------ end of step: counters
             step += 1
@@ -314,7 +344,12 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
             stopping = dist_utils.any_flag(stop["signal"] is not None or timed_out, device)
 
             # ------------------------------------------------------------ progress and stats
-            if time.time() - tick_time >= 20 or done or stopping or step == 1:
+            snap_now = int(kimg / opts.snap_kimg) > int((step - 1) * opts.batch / 1000 / opts.snap_kimg)
+            tick = time.time() - tick_time >= 20 or done or stopping or step == 1
+            if tick or snap_now:
+                watch.check(opts.batch)        # the one wait for the device: before anything is logged or saved
+            if tick:
+                stats = {k: float(v) for k, v in stats.items()}
                 now = time.time()
                 sec_per_kimg = (now - tick_time) / max((step - tick_step) * opts.batch / 1000, 1e-9)
                 record = {"step": step, "kimg": kimg, "sec_per_kimg": sec_per_kimg,
@@ -328,7 +363,6 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
                 tick_time, tick_step = now, step
 
             # ------------------------------------------------------------ snapshots and stopping
-            snap_now = int(kimg / opts.snap_kimg) > int((step - 1) * opts.batch / 1000 / opts.snap_kimg)
             if snap_now or done or stopping:
                 snapshot(run, opts, objective, current_state, kimg)
                 run.flush()

@@ -16,7 +16,7 @@ from ..data.images import from_uint8, xflip
 from ..errors import PixelfolderError
 from .options import TrainOptions, ema_beta, lazy_adam
 from .phases import Context, Phase, d_main, d_reg, g_main, g_reg, nll, update_pl_mean
-from .randomness import generators, rand
+from .randomness import Draws
 
 
 class Objective:
@@ -98,9 +98,9 @@ class Objective:
         x = uint8_images.to(self.device)
         x = x if self.reals_as_uint8 else from_uint8(x)
         if self.opts.mirror:
-            idx = [i * world.world_size + world.rank for i in range(len(x))]
-            flip = rand(generators(self.opts.seed, step, "flip", idx), 1).view(-1) < 0.5
-            x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), xflip(x), x)
+            idx = range(world.rank, len(x) * world.world_size, world.world_size)
+            flip = Draws(self.opts.seed, step, "flip", idx, self.device).uniform(1).view(-1) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), xflip(x), x)
         return x
 
     def begin_step(self, step: int) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from .augment import diffaugment
 from .losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from .randomness import generators, rand, randn
+from .randomness import Draws
 
 
 @dataclass
@@ -44,18 +44,17 @@ class Context:
 def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool = False):
     """Images for global sample indices, with keyed z, style mixing and per-layer noise."""
     G, opts = ctx.G, ctx.opts
-    gens = generators(opts.seed, ctx.step, tag, indices)
-    z = randn(gens, G.z_dim).to(ctx.device)
+    draws = Draws(opts.seed, ctx.step, tag, indices, ctx.device)
+    z = draws.normal(G.z_dim)
     ws = G.mapping(z)
     n = ws.shape[1]
     if opts.mixing > 0 and n > 1:
-        z2 = randn(gens, G.z_dim).to(ctx.device)
-        coin = rand(gens, 1).view(-1)
-        cross = torch.stack([torch.randint(1, n, (1,), generator=g) for g in gens]).view(-1)
-        mix = (coin < opts.mixing).to(ctx.device).view(-1, 1, 1)
-        later = torch.arange(n, device=ctx.device).view(1, n, 1) >= cross.to(ctx.device).view(-1, 1, 1)
+        z2 = draws.normal(G.z_dim)
+        mix = (draws.uniform(1) < opts.mixing).view(-1, 1, 1)
+        cross = draws.integers(1, n).view(-1, 1, 1)
+        later = torch.arange(n, device=ctx.device).view(1, n, 1) >= cross
         ws = torch.where(mix & later, G.mapping(z2), ws)
-    noise = [randn(gens, 1, h, w).to(ctx.device) for h, w in G.synthesis.noise_shapes()]
+    noise = [draws.normal(1, h, w) for h, w in G.synthesis.noise_shapes()]
     with ctx.autocast():
         img = (synthesis or ctx.G_synthesis)(ws, noise_mode="random", noise=noise).float()
     return (img, ws) if need_ws else img
@@ -63,7 +62,7 @@ def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool
 
 def augment(ctx: Context, x: torch.Tensor, tag: str, indices) -> torch.Tensor:
     if ctx.opts.augment == "diffaug":
-        return diffaugment(x, generators(ctx.opts.seed, ctx.step, tag, indices))
+        return diffaugment(x, Draws(ctx.opts.seed, ctx.step, tag, indices, x.device))
     return x
 
 
@@ -99,9 +98,8 @@ def d_reg(ctx: Context, indices, reals):
 
 def g_reg(ctx: Context, indices, reals):
     img, ws = make_fakes(ctx, "Greg", indices, synthesis=ctx.G.synthesis, need_ws=True)
-    gens = generators(ctx.opts.seed, ctx.step, "pl-noise", indices)
     h, w = img.shape[2:]
-    y = randn(gens, *img.shape[1:]).to(ctx.device) / math.sqrt(h * w)
+    y = Draws(ctx.opts.seed, ctx.step, "pl-noise", indices, ctx.device).normal(*img.shape[1:]) / math.sqrt(h * w)
     (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = grad.square().sum(2).mean(1).sqrt()
     penalty = (lengths - ctx.pl_mean).square().mean()
@@ -112,7 +110,7 @@ def g_reg(ctx: Context, indices, reals):
 
 def update_pl_mean(ctx: Context, stats: dict) -> None:
     """The path-length target: an exponential moving average (0.01) of the mean lengths of each G reg step."""
-    ctx.pl_mean.lerp_(torch.tensor(stats["pl_length"], device=ctx.device), 0.01)
+    ctx.pl_mean.lerp_(stats["pl_length"].to(ctx.pl_mean), 0.01)
 
 
 def nll(ctx: Context, indices, reals):

@@ -170,10 +170,11 @@ class PixelPyramids(nn.Module):
                                    f"its only size); got shape {tuple(x_uint8.shape)}")
         return quantize(x_uint8.to(self._device()), self.config.n_bits)
 
-    def model_inputs(self, codes: torch.Tensor):
-        """Codes -> (x_l list, d_l list) in model space, finest first; x_{L-2} is the 4x4 image."""
+    def model_inputs(self, codes: torch.Tensor, *, in_range: bool = False):
+        """Codes -> (x_l list, d_l list) in model space, finest first; x_{L-2} is the 4x4 image. in_range: the
+        codes come from `codes_of` (no range check, which would wait for the device)."""
         c = self.config
-        pyr = decompose(codes, c.n_bits, c.num_levels, c.residual_offset)
+        pyr = decompose(codes, c.n_bits, c.num_levels, c.residual_offset, in_range=in_range)
         return ([to_model_space(k, c.n_bits) for k in pyr.kept],
                 [to_model_space(d, c.n_bits) for d in pyr.residuals])
 
@@ -239,7 +240,7 @@ class PixelPyramids(nn.Module):
         """
         dtype = self._compute_dtype(precision, protocol)
         codes = self.codes_of(x_uint8)
-        xs, ds = self.model_inputs(codes)
+        xs, ds = self.model_inputs(codes, in_range=True)
         params = self._level_params(xs, ds, protocol, levels, dtype)
         targets = ds + [xs[-1]]
         rows = [dmol_nll(params[i], targets[i], self.config.n_bits) if i in params

@@ -30,8 +30,9 @@ def _check_codes(codes: torch.Tensor, n_bits: int, what: str = "the pyramid tran
             or codes.dtype == torch.bool:
         kind = type(codes).__name__ if not isinstance(codes, torch.Tensor) else str(codes.dtype)
         raise PixelfolderError(f"{what} takes integer codes (use quantize or from_model_space); got {kind}")
+    in_range_by_type = codes.dtype == torch.uint8 and n_bits == 8      # no value to read on the host
     codes = codes.to(torch.int64)
-    if codes.numel():
+    if codes.numel() and not in_range_by_type:
         lo, hi = int(codes.min()), int(codes.max())
         if hi >= n:
             raise PixelfolderError(f"{what} takes {n_bits}-bit codes 0..{n - 1}; got values up to {hi} "
@@ -120,13 +121,16 @@ def _split(x: torch.Tensor, n: int, offset: int) -> tuple[torch.Tensor, torch.Te
     return p2, torch.remainder(p1 - p2 + offset, n)
 
 
-def decompose(codes: torch.Tensor, n_bits: int, num_levels: int, residual_offset: int = 0) -> Pyramid:
-    """Codes (B, C, H, W) -> Pyramid of num_levels-1 splits (int64 codes, bit-exact with the official loaders)."""
+def decompose(codes: torch.Tensor, n_bits: int, num_levels: int, residual_offset: int = 0, *,
+              in_range: bool = False) -> Pyramid:
+    """Codes (B, C, H, W) -> Pyramid of num_levels-1 splits (int64 codes, bit-exact with the official loaders).
+    in_range: the codes are known to lie in [0, 2**n_bits) (made by `quantize`), so their values are not read
+    on the host to check them."""
     n = _check_n_bits(n_bits)
     if not isinstance(codes, torch.Tensor) or codes.dim() != 4:
         shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
         raise PixelfolderError(f"the pyramid transform takes batched codes (B, C, H, W); got {shape}")
-    x = _check_codes(codes, n_bits)
+    x = codes.to(torch.int64) if in_range else _check_codes(codes, n_bits)
     pyramid_shapes(x.shape[-2], x.shape[-1], num_levels)
     residuals, kept = [], []
     for _ in range(num_levels - 1):
