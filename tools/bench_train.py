@@ -4,6 +4,9 @@
     python tools/bench_train.py --official-pixelfolder DIR --models pixelfolder --repeats 5
     python tools/bench_train.py --official-stylegan2 DIR --official-blur native      # rosinality's own CPU blur
     python tools/bench_train.py --models pixelfolder --profile                         # ours only: where time goes
+    python tools/bench_train.py --official-pixelfolder DIR --official-stylegan2 DIR --equality-only
+    python tools/bench_train.py --models pixelfolder --bf16                            # ours: fp32 vs bf16 autocast
+    python tools/bench_train.py --models pixelfolder --scaling 4,8,16                  # step time, peak RSS per batch
 
 DIR: an exported tree (`git archive HEAD | tar -x -C DIR`) of BlingHe/PixelFolder and of rosinality/stylegan2-pytorch.
 No file is edited. Before importing, the tool stubs `torch.utils.cpp_extension.load` (both repositories compile
@@ -24,12 +27,17 @@ keyed per-sample randomness. Mean step time = (T(step 0) + 3 T(step 4) + 12 T(st
 (T(step 0) + 15 T(step 1)) / 16 (PixelFolder): step 0 runs every phase, step 4 the path length and no R1,
 step 1 the main phases only. Rounds are interleaved official, ours, official, ours; medians.
 
-Equality (before timing): from the same weights (ours converted from the official state_dicts with our
-converters, re-synchronised before each phase so that one phase's Adam step cannot carry a difference into the
-next), the same reals and the same z, noise and path-length noise (ours drawn by our keyed randomness and
-handed to the official modules), mixing 0: every phase's loss and every parameter's gradient,
-the relative L2 difference over all of a network's gradients (passes at <= 1e-5, as does the loss) and,
-for information, the worst tensor's max |ours - official| / max |official|.
+Equality (before timing), twice: with both sides in float64 (torch.set_default_dtype; the pass criterion: the
+same formulas agree to ~1e-13 there, a different formula shows at once) and in float32 (for information: the two
+codes sum in different orders, which gives up to ~1e-4 relative L2 in the gradients). Each time from the same
+weights (ours converted from the official state_dicts with our converters, re-synchronised before each phase so
+that one phase's Adam step cannot carry a difference into the next), the same reals and the same z, noise and
+path-length noise (ours drawn by our keyed randomness and handed to the official modules), mixing 0: every
+phase's loss and every parameter's gradient: the relative L2 difference over all of a network's gradients (passes
+at <= 1e-5, as does the loss) and, for information, the worst tensor's max |ours - official| / max |official|.
+
+`--bf16`: our step also under bf16 autocast (`train --dtype bf16`), timed in the same rounds. `--scaling B,B,..`:
+ours only, one fresh process per batch, a markdown table of mean step time and the process's peak RSS.
 
 `--profile`: ours only, one step of each kind, wall time of each phase's forward (its loss, randomness
 included), backward and optimizer step, and the rest of the step (reals, EMA), through thin timing wrappers.
@@ -39,10 +47,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import math
 import os
 import random
+import resource
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -288,11 +299,12 @@ def load_official_weights(objective, G_off, D_off) -> None:
                     t.copy_(sd[name])
 
 
-def our_step(objective):
+def our_step(objective, dtype: str = "fp32"):
     world, forwards = Dist(), loop.compiled_forwards(objective, objective.opts)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bf16" else contextlib.nullcontext
 
     def step(i, uint8_batch):
-        return loop.train_step(objective, i, uint8_batch, world, 1, 1, contextlib.nullcontext, forwards, {})
+        return loop.train_step(objective, i, uint8_batch, world, 1, 1, autocast, forwards, {})
     return step
 
 
@@ -313,9 +325,26 @@ def our_draws(objective, step: int, tag: str, batch: int):
     return z, [draws.normal(1, h, w) for h, w in objective.G.synthesis.noise_shapes()]
 
 
-def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
-    """Worst relative difference of losses and gradients over the phases of step 0 (all phases run)."""
-    G_off, D_off = copy.deepcopy(G_off), copy.deepcopy(D_off)
+@contextlib.contextmanager
+def default_dtype(dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def check_equality(arch, G_off, D_off, noise_cls, batch, seed, dtype=torch.float32) -> float:
+    """Worst relative difference of losses and gradients over the phases of step 0 (all phases run), with both
+    sides in `dtype` (float64: the same formulas agree to ~1e-13; float32: rounding, amplified by leaky-ReLU
+    kinks, gives ~1e-5)."""
+    with default_dtype(dtype):
+        return _check_equality(arch, copy.deepcopy(G_off).to(dtype), copy.deepcopy(D_off).to(dtype), noise_cls,
+                               batch, seed, dtype)
+
+
+def _check_equality(arch, G_off, D_off, noise_cls, batch, seed, dtype) -> float:
     official = OfficialStep(arch, G_off, D_off, batch, noise_cls)
     official.mixing = 0.0
     objective = our_objective(arch, batch, mixing=0.0)
@@ -326,7 +355,7 @@ def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
     official.pl_noise = Draws(objective.opts.seed, 0, "pl-noise", range(half)).normal(3, RESOLUTION, RESOLUTION)
     uint8_batch = torch.randint(0, 256, (batch, 3, RESOLUTION, RESOLUTION), dtype=torch.uint8,
                                 generator=torch.Generator().manual_seed(seed + 7))
-    real = uint8_batch.float() / 127.5 - 1
+    real = (uint8_batch.float() / 127.5 - 1).to(dtype)
     weights = {}
     official.record = {}
     official.before_phase = lambda name: weights.__setitem__(name, (copy.deepcopy(G_off.state_dict()),
@@ -343,9 +372,9 @@ def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
         load_official_weights(objective, G_off, D_off)
         net = objective.networks[phase.net]
         objective.before_phase(phase)
-        stats, _ = loop.run_phase(phase, objective.context(0, contextlib.nullcontext, loop.compiled_forwards(objective, objective.opts)), objective.networks,
-                                  _Recorder(ours, phase.name, net), None, objective.prepare_reals(uint8_batch, 0,
-                                                                                                  Dist()),
+        ctx = objective.context(0, contextlib.nullcontext, loop.compiled_forwards(objective, objective.opts))
+        reals = objective.prepare_reals(uint8_batch, 0, Dist()).to(dtype)
+        stats, _ = loop.run_phase(phase, ctx, objective.networks, _Recorder(ours, phase.name, net), None, reals,
                                   Dist(), 1, 1)
         ours[phase.name] = (stats, ours[phase.name])
     worst = 0.0
@@ -362,6 +391,8 @@ def check_equality(arch, G_off, D_off, noise_cls, batch, seed) -> float:
         rel_l2 = (diff / torch.cat([theirs[k].flatten() for k in our_grads]).norm()).item()
         missing = sorted(set(theirs) & set(dict(objective.networks[net_of[name]].named_parameters())) - set(rels))
         verdict = "ok" if max(rel_loss, rel_l2) <= REL_TOL and not missing else "FAIL"
+        if dtype != torch.float64 and not missing:
+            verdict = "(info)"
         print(f"  equality {name:<5}: loss {loss.item():.6g} (rel diff {rel_loss:.1e}); {len(rels)} gradients: "
               f"rel L2 {rel_l2:.1e}, worst tensor max|diff|/max {rels[k_worst]:.1e} ({k_worst})"
               f"{'; missing ' + ', '.join(missing) if missing else ''} {verdict}", flush=True)
@@ -414,6 +445,11 @@ def report(arch: str, times: dict, kinds, batch: int) -> dict:
         out[name] = m
     if "official" in out:
         print(f"  speed-up ours vs official: {out['official'] / out['ours']:.2f}x", flush=True)
+    if "ours-bf16" in out:
+        print(f"  speed-up ours bf16 autocast vs ours fp32: {out['ours'] / out['ours-bf16']:.2f}x", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process: {peak:.0f} MB", flush=True)
+    print("RESULT " + json.dumps({"arch": arch, "batch": batch, "mean_step_s": out, "peak_rss_mb": peak}), flush=True)
     return out
 
 
@@ -427,13 +463,20 @@ def bench(arch: str, args) -> None:
     if root:
         G_off, D_off, noise_cls = official_networks(arch, root, args.official_stylegan2 or root, args.official_blur,
                                                     args.seed)
-        worst = check_equality(arch, G_off, D_off, noise_cls, args.batch, args.seed)
-        print(f"  equality: worst {worst:.1e} {'ok' if worst <= REL_TOL else 'FAIL'}", flush=True)
+        for dtype in (torch.float64, torch.float32):
+            worst = check_equality(arch, G_off, D_off, noise_cls, args.batch, args.seed, dtype)
+            verdict = ("ok" if worst <= REL_TOL else "FAIL") if dtype == torch.float64 else "(rounding: information)"
+            print(f"  equality in {str(dtype)[6:]}: worst {worst:.1e} {verdict}", flush=True)
         load_official_weights(objective, G_off, D_off)
         runs["official"] = OfficialStep(arch, G_off, D_off, args.batch, noise_cls)
         batches["official"] = uint8_batch.float() / 127.5 - 1
+    if args.equality_only:
+        return
     runs["ours"] = our_step(objective)
     batches["ours"] = uint8_batch
+    if args.bf16:
+        runs["ours-bf16"] = our_step(objective, "bf16")
+        batches["ours-bf16"] = uint8_batch
     kinds = step_kinds(arch)
     report(arch, time_steps(runs, batches, kinds, args.repeats), kinds, args.batch)
     if args.profile:
@@ -449,8 +492,9 @@ def profile(objective, uint8_batch, kinds) -> None:
             t0 = time.perf_counter()
             step(s, uint8_batch)
             total = time.perf_counter() - t0
-        parts = ", ".join(f"{k} {v:.2f} s" for k, v in timer.times.items())
-        print(f"  profile step {s}: {total:.2f} s: {parts}, rest {total - sum(timer.times.values()):.2f} s",
+        parts = ", ".join(f"{k} {v:.3f} s" for k, v in timer.times.items())
+        rest = total - sum(v for k, v in timer.times.items() if "(in " not in k)
+        print(f"  profile step {s}: {total:.2f} s: {parts}, rest {rest:.3f} s",
               flush=True)
 
 
@@ -478,7 +522,20 @@ class PhaseTimer:
             timer.saved_backward(tensor, *a, **k)
             timer.add(f"backward {timer.current}", time.perf_counter() - t0)
         torch.Tensor.backward = backward
+        self.saved_words, self.saved_ema = Draws.words, loop.update_ema
+        self.saved_reals = self.objective.prepare_reals
+        Draws.words = self.timed("randomness (in forward)", Draws.words)
+        loop.update_ema = self.timed("EMA", loop.update_ema)
+        self.objective.prepare_reals = self.timed("reals", self.saved_reals)
         return self
+
+    def timed(self, key, fn):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            self.add(key, time.perf_counter() - t0)
+            return out
+        return run
 
     def timed_loss(self, name, loss):
         def run(ctx, indices, reals):
@@ -494,6 +551,8 @@ class PhaseTimer:
             phase.loss = loss
         self.objective.optimizers.update(self.saved_opts)
         torch.Tensor.backward = self.saved_backward
+        Draws.words, loop.update_ema = self.saved_words, self.saved_ema
+        self.objective.prepare_reals = self.saved_reals
 
 
 class _TimedOptimizer:
@@ -507,6 +566,22 @@ class _TimedOptimizer:
 
 
 # ----------------------------------------------------------------------------------------------------- main
+def scaling(args) -> None:
+    """One subprocess per batch (ours only), then the table."""
+    rows = []
+    for batch in (int(b) for b in args.scaling.split(",")):
+        cmd = [sys.executable, __file__, "--models", *args.models, "--batch", str(batch), "--repeats",
+               str(args.repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        print(out, end="", flush=True)
+        rows += [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
+    print("| model | batch | mean step (s) | ms per image | peak RSS (MB) |\n|---|---|---|---|---|")
+    for r in rows:
+        m = r["mean_step_s"]["ours"]
+        print(f"| {r['arch']}-{RESOLUTION} | {r['batch']} | {m:.2f} | {1000 * m / r['batch']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} |")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--official-pixelfolder", help="exported BlingHe/PixelFolder tree")
@@ -518,6 +593,10 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per step kind after one warm-up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="also time the parts of our step")
+    p.add_argument("--equality-only", action="store_true", help="check losses and gradients, time nothing")
+    p.add_argument("--bf16", action="store_true", help="also time our step under bf16 autocast (--dtype bf16)")
+    p.add_argument("--scaling", help="comma-separated batches: ours only, one fresh process per batch (peak RSS "
+                                     "is its own); a table of step time and peak memory")
     return p.parse_args(argv)
 
 
@@ -525,6 +604,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.official_pixelfolder and not args.official_stylegan2:
         raise SystemExit("--official-pixelfolder needs --official-stylegan2 too (its `op` package runs on CPU)")
+    if args.scaling:
+        return scaling(args)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, official blur {args.official_blur}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

@@ -17,7 +17,7 @@ Checks, one table row each (check, name, result, status, seconds); status is pas
    skips it).
 4. train: one step of every trainable architecture's tiny preset through the training loop (batch 4, on a small
    generated image folder, `--device` passed through): the step ran and every parameter is finite.
-5. torchrun: `python -m torch.distributed.run --nproc_per_node 1 -m pixelfolder.cli.main train ...` exits 0, and a
+5. torchrun: `python -m torch.distributed.run --nproc_per_node 1 -m pixelfolder train ...` exits 0, and a
    one-process all_reduce through init_process_group (nccl on CUDA, gloo on CPU) sums right (`--no-torchrun` skips).
 6. speed: generator img/s at 256 px, batch 32, fp32 and bf16 autocast (eval, no_grad, warm-up, then timed repeats
    with device synchronisation), next to the PixelFolder paper's Table 1; `--smoke`: tiny presets, batch 4.
@@ -326,7 +326,7 @@ def check_torchrun(c: Checker, args, tmp: Path) -> None:
         c.skip("torchrun", f"{backend} all_reduce", "skipped: --no-torchrun")
         return
     data = image_folder(tmp / "data32", 32)
-    train_argv = ["-m", "pixelfolder.cli.main", "train", "--preset", "pixelfolder-tiny", "--data", str(data),
+    train_argv = ["-m", "pixelfolder", "train", "--preset", "pixelfolder-tiny", "--data", str(data),
                   "--outdir", str(tmp / "torchrun"), "--batch", "4", "--kimg", "0.008", "--device", str(c.device),
                   "--workers", "0", "--threads", str(torch.get_num_threads())]
     c.run("torchrun", "train pixelfolder-tiny 2 steps", lambda: torchrun(train_argv))

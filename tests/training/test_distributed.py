@@ -41,3 +41,38 @@ def test_two_processes_match_one_process(tmp_path):
     assert max(worst.values()) <= 0.02, sorted(worst.items(), key=lambda kv: -kv[1])[:3]
     assert sorted(worst.values())[len(worst) // 2] <= 1e-3
     assert (tmp_path / "ddp" / "training-state.pt").is_file()
+
+
+def test_one_process_under_torchrun_makes_a_process_group(tmp_path):
+    """`torchrun --nproc_per_node 1` runs the collective path it runs with more processes (gloo here, nccl on
+    GPUs); outside torchrun there is no process group; `python -m pixelfolder` is the CLI."""
+    code = ("import torch.distributed as dist; from pixelfolder.training import distributed as d; "
+            "world, device = d.init('cpu'); print('group', dist.is_initialized(), world.world_size, device)")
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-c", code]
+    launched = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    if "-c" in launched.stderr and launched.returncode:      # older torchrun: no -c; run a file instead
+        script = tmp_path / "init.py"
+        script.write_text(code.replace("; ", "\n"))
+        cmd[-2:] = [str(script)]
+        launched = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    assert "group True 1 cpu" in launched.stdout
+    alone = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "group False 1 cpu" in alone.stdout, alone.stderr[-2000:]
+    cli = subprocess.run([sys.executable, "-m", "pixelfolder", "train", "--help"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0 and "--preset" in cli.stdout, cli.stderr[-2000:]
+
+
+def test_a_cuda_device_index_is_checked(monkeypatch):
+    """--device cuda:N outside torchrun takes GPU N: one past the last is one line (faked device count)."""
+    import pytest
+
+    from pixelfolder.errors import PixelfolderError
+    from pixelfolder.training import distributed as d
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with pytest.raises(PixelfolderError, match=r"--device cuda:2: this machine has 2 CUDA device\(s\), 0\.\.1"):
+        d.init("cuda:2")

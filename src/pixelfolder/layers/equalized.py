@@ -20,6 +20,11 @@ def full_precision(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def fp32(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: autocast's bf16/fp16 go up to float32, float64 (an exact reference run) stays."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, gain: float = SQRT2) -> torch.Tensor:
     """leaky_relu(x + bias, 0.2) * gain, bias broadcast over channel dim 1 (the official fused_leaky_relu)."""
     if bias is not None:
@@ -51,7 +56,7 @@ class EqualLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Always float32, also under autocast: mapping and style outputs are tiny and precision-critical."""
         with full_precision(x):
-            x, w, b = x.float(), self.weight.float() * self.weight_gain, self.bias.float() * self.lr_mul
+            x, w, b = fp32(x), fp32(self.weight) * self.weight_gain, fp32(self.bias) * self.lr_mul
             if self.activate:
                 return bias_lrelu(F.linear(x, w), b)
             return F.linear(x, w, b)

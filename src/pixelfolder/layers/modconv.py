@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .equalized import SQRT2, EqualLinear, conv1x1, full_precision
+from .equalized import SQRT2, EqualLinear, conv1x1, fp32, full_precision
 from .fir import blur, fir_kernel, upsample2x
 
 IMPLS = ("auto", "fused", "nonfused")
@@ -78,7 +78,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     dcoefs = None
     if demodulate:
         with full_precision(styles):
-            dcoefs = torch.rsqrt(styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8)
+            dcoefs = torch.rsqrt(fp32(styles).square() @ fp32(weight).square().sum(dim=[2, 3]).t() + 1e-8)
         if not defer_demod:
             out = out * dcoefs.to(out.dtype).view(batch, cout, 1, 1)
     return (out, dcoefs) if defer_demod else out
@@ -145,9 +145,9 @@ class StyledConv(ModconvSwitch, nn.Module):
             addend = addend.contiguous(memory_format=torch.channels_last)
         scale = SQRT2 if dcoefs is None else (dcoefs.to(x.dtype) * SQRT2).view(*dcoefs.shape, 1, 1)
         if torch.is_tensor(scale):
-            out = torch.addcmul(addend.float(), x.float(), scale.float())
+            out = torch.addcmul(fp32(addend), fp32(x), fp32(scale))
         else:
-            out = torch.add(addend.float(), x.float(), alpha=scale)
+            out = torch.add(fp32(addend), fp32(x), alpha=scale)
         out = F.leaky_relu_(out, 0.2) if not torch.is_grad_enabled() else F.leaky_relu(out, 0.2)
         return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
@@ -172,7 +172,7 @@ class ToRGB(ModconvSwitch, nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         """Float32 even under autocast: 3 output channels cost little, and the skip sum is the image."""
         with full_precision(x):
-            return self._forward(x.float(), w.float(), skip if skip is None else skip.float())
+            return self._forward(fp32(x), fp32(w), skip if skip is None else fp32(skip))
 
     def _forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         out = modulated_conv2d(x, self.weight * self.weight_gain, self.affine(w), demodulate=False,

@@ -80,10 +80,11 @@ class PixelFolderSynthesis(nn.Module):
 
         def build():
             u = self.unfolded[i]
+            wide = torch.float64 if dtype == torch.float64 else torch.float32
             with full_precision(self.const):   # batch 1, cheap: keep the sin arguments exact under autocast
-                emb = self.lffs[i].grid(u, u, device=device)
+                emb = self.lffs[i].grid(u, u, device=device, dtype=wide)
                 if i == 0:
-                    emb = self.embed_const(torch.cat([emb, self.const.float()], dim=1))
+                    emb = self.embed_const(torch.cat([emb, self.const.to(wide)], dim=1))
                 return fold(fold(self.projs[i](emb))).to(dtype)
         return self._cache.get(params, build, dtype, tag=i, key=str(device), enabled=caching_allowed())
 

@@ -1,5 +1,6 @@
 """DiffAugment (Zhao et al., 2020): differentiable colour, translation and cutout, applied alike to reals and
-fakes. Random parameters come from keyed per-sample draws (randomness.Draws), so a sample's augmentation is batch-independent."""
+fakes. Random parameters come from keyed per-sample draws (randomness.Draws), so a sample's augmentation is
+batch-independent."""
 from __future__ import annotations
 
 import torch

@@ -19,25 +19,42 @@ class Dist:
         return self.rank == 0
 
 
+def launched_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def init(device_pref: str = "auto") -> tuple[Dist, torch.device]:
-    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process when absent."""
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process when absent. Under torchrun a
+    process group is made even for one process (so `--nproc_per_node 1` runs the nccl/gloo path it will run
+    with more); each process takes GPU LOCAL_RANK. Outside torchrun `--device cuda:N` takes GPU N."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    from ..errors import PixelfolderError
     if use_cuda and not torch.cuda.is_available():
-        from ..errors import PixelfolderError
         raise PixelfolderError(f"--device {device_pref}: no CUDA device is available (use --device cpu or auto)")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    index = local
+    if use_cuda and ":" in device_pref and not launched_by_torchrun():
+        index = torch.device(device_pref).index
+        if index >= torch.cuda.device_count():
+            raise PixelfolderError(f"--device {device_pref}: this machine has {torch.cuda.device_count()} CUDA "
+                                   f"device(s), 0..{torch.cuda.device_count() - 1}")
+    device = torch.device("cuda", index) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    if (world > 1 or launched_by_torchrun()) and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return Dist(rank, world, local), device
 
 
+def is_distributed() -> bool:
+    """More than one process in a process group (one process under torchrun has a group but nothing to sum)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def all_reduce_sum_(tensors: list[torch.Tensor]) -> None:
     """In-place sum over processes of a list of tensors (one flat buffer, one collective)."""
-    if not (dist.is_available() and dist.is_initialized()) or not tensors:
+    if not is_distributed() or not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
@@ -57,7 +74,7 @@ def reduce_grads_(params: list[torch.nn.Parameter]) -> None:
 
 def any_flag(flag: bool, device) -> bool:
     """True when any process raised the flag (e.g. SIGTERM seen on one rank)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_distributed():
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..data.images import image_grid
+from ..layers.equalized import fp32
 from ..errors import PixelfolderError
 from ..metrics.cost import peak_rss_mb
 from . import distributed as dist_utils
@@ -19,6 +20,9 @@ from .objectives import Objective, objective_for_preset
 from .options import TrainOptions
 from .randomness import chunk_indices
 from .rundir import STATE, RunDir, read_state, snapshot_label
+
+
+STOP_CHECK_EVERY = 8        # steps between the processes' agreement on a signal or time limit (a host sync)
 
 
 class TrainingDiverged(PixelfolderError):
@@ -173,7 +177,7 @@ def run_phase(phase, ctx, nets, opt, scaler, reals, world, chunks_per_rank, tota
         losses.append(loss.detach())
         (scaler.scale(loss) if scaler else loss).mul(1.0 / total).backward()
         for k, v in chunk_stats.items():
-            stats[k] = stats.get(k, 0.0) + v.float()
+            stats[k] = stats.get(k, 0.0) + fp32(v)
         samples += keep
     dist_utils.reduce_grads_(params)
     if watch is not None:
@@ -198,7 +202,8 @@ def update_ema(G_ema, G, beta: float) -> None:
 
 
 def train_step(objective: Objective, step: int, uint8_batch: torch.Tensor, world, chunks_per_rank: int,
-               total_chunks: int, autocast, forwards: dict, scalers: dict, watch: DivergenceWatch | None = None) -> dict:
+               total_chunks: int, autocast, forwards: dict, scalers: dict,
+               watch: DivergenceWatch | None = None) -> dict:
     """One training step: every phase due at `step` (in the objective's order), then the G_ema update.
     Returns the phases' stats (device tensors; no host synchronisation). The loop and tools/bench_train.py both
     run exactly this."""
@@ -341,7 +346,9 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
             kimg = step * opts.batch / 1000
             done = kimg >= opts.kimg
             timed_out = opts.time_limit_min is not None and time.time() - start_time >= opts.time_limit_min * 60
-            stopping = dist_utils.any_flag(stop["signal"] is not None or timed_out, device)
+            # every process must agree to stop: one tiny all-reduce, every STOP_CHECK_EVERY steps when distributed
+            check_stop = done or step % STOP_CHECK_EVERY == 0 or not dist_utils.is_distributed()
+            stopping = check_stop and dist_utils.any_flag(stop["signal"] is not None or timed_out, device)
 
             # ------------------------------------------------------------ progress and stats
             snap_now = int(kimg / opts.snap_kimg) > int((step - 1) * opts.batch / 1000 / opts.snap_kimg)

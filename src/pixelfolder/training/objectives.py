@@ -95,7 +95,7 @@ class Objective:
     def prepare_reals(self, uint8_images: torch.Tensor, step: int, world) -> torch.Tensor:
         """The batch the phases see: float in [-1, 1] (or uint8), with keyed per-sample x-flips under --mirror;
         local sample i is global index i*world + rank."""
-        x = uint8_images.to(self.device)
+        x = uint8_images.to(self.device, non_blocking=True)      # pinned by the loader on CUDA: overlapped
         x = x if self.reals_as_uint8 else from_uint8(x)
         if self.opts.mirror:
             idx = range(world.rank, len(x) * world.world_size, world.world_size)

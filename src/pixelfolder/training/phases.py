@@ -12,9 +12,13 @@ from typing import Callable
 
 import torch
 
+from ..layers.equalized import fp32
 from .augment import diffaugment
 from .losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from .randomness import Draws
+
+
+PL_DECAY = 0.01          # path-length mean: exponential moving average rate (rosinality and NVlabs)
 
 
 @dataclass
@@ -56,7 +60,7 @@ def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool
         ws = torch.where(mix & later, G.mapping(z2), ws)
     noise = [draws.normal(1, h, w) for h, w in G.synthesis.noise_shapes()]
     with ctx.autocast():
-        img = (synthesis or ctx.G_synthesis)(ws, noise_mode="random", noise=noise).float()
+        img = fp32((synthesis or ctx.G_synthesis)(ws, noise_mode="random", noise=noise))
     return (img, ws) if need_ws else img
 
 
@@ -68,7 +72,7 @@ def augment(ctx: Context, x: torch.Tensor, tag: str, indices) -> torch.Tensor:
 
 def d_logits(ctx: Context, x: torch.Tensor, forward=None) -> torch.Tensor:
     with ctx.autocast():
-        return (forward or ctx.D_forward)(x).float()
+        return fp32((forward or ctx.D_forward)(x))
 
 
 def g_main(ctx: Context, indices, reals):
@@ -102,15 +106,17 @@ def g_reg(ctx: Context, indices, reals):
     y = Draws(ctx.opts.seed, ctx.step, "pl-noise", indices, ctx.device).normal(*img.shape[1:]) / math.sqrt(h * w)
     (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = grad.square().sum(2).mean(1).sqrt()
-    penalty = (lengths - ctx.pl_mean).square().mean()
+    target = ctx.pl_mean.lerp(lengths.mean(), PL_DECAY)   # as both official codes: the updated mean, with gradient
+    penalty = (lengths - target).square().mean()
     loss = penalty * ctx.opts.pl_weight * ctx.opts.pl_every + 0 * img.flatten()[0]
     b = len(indices)
     return loss, {"pl_penalty": penalty.detach() * b, "pl_length": lengths.detach().sum()}
 
 
 def update_pl_mean(ctx: Context, stats: dict) -> None:
-    """The path-length target: an exponential moving average (0.01) of the mean lengths of each G reg step."""
-    ctx.pl_mean.lerp_(stats["pl_length"].to(ctx.pl_mean), 0.01)
+    """The path-length target: an exponential moving average (PL_DECAY) of the mean lengths of each G reg step
+    (over all processes' chunks; within a chunk the penalty's target already includes that chunk's mean)."""
+    ctx.pl_mean.lerp_(stats["pl_length"].to(ctx.pl_mean), PL_DECAY)
 
 
 def nll(ctx: Context, indices, reals):

@@ -72,13 +72,13 @@ class Draws:
         return out.reshape(len(self), blocks * 4)[:, :count]
 
     def uniform(self, *shape) -> torch.Tensor:
-        """(samples, *shape) float32 uniforms in [0, 1), 24-bit resolution."""
+        """(samples, *shape) uniforms in [0, 1), 24-bit resolution, in float32 (or a wider default dtype)."""
         n = math.prod(shape)
         u = (self.words(n) >> 8).to(torch.float32) * 2.0 ** -24
-        return u.view(len(self), *shape)
+        return u.view(len(self), *shape).to(wide_default())
 
     def normal(self, *shape) -> torch.Tensor:
-        """(samples, *shape) float32 standard normals (Box-Muller on pairs of words)."""
+        """(samples, *shape) standard normals (Box-Muller on pairs of words), float32 (or a wider default)."""
         n = math.prod(shape)
         pairs = -(-n // 2)
         w = self.words(2 * pairs).view(len(self), pairs, 2).to(torch.float32)
@@ -86,12 +86,17 @@ class Draws:
         angle = w[..., 1] * (2 * math.pi * 2.0 ** -32)
         radius = torch.sqrt(-2.0 * torch.log(u1))
         z = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=2).reshape(len(self), -1)
-        return z[:, :n].to(torch.float32).view(len(self), *shape)
+        return z[:, :n].view(len(self), *shape).to(wide_default())
 
     def integers(self, low: int, high: int) -> torch.Tensor:
         """(samples,) int64 uniform in [low, high)."""
         u = self.uniform(1).view(-1)
         return (low + torch.floor(u * (high - low)).to(torch.int64)).clamp_(max=high - 1)
+
+
+def wide_default() -> torch.dtype:
+    """float32, or float64 under torch.set_default_dtype(torch.float64) (tools/bench_train.py's fp64 check)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def chunk_indices(step_batch: int, chunk: int, num_chunks: int) -> range:
