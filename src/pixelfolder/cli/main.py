@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)    # as typed: for messages that repeat it
         if args.verb is None:
             parser.print_help()
             return 0

@@ -9,6 +9,8 @@ import argparse
 import dataclasses
 import json
 import os
+import re
+import shlex
 from pathlib import Path
 
 from ..data.emoji import DEMO_DATASET
@@ -25,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", help="the exact preset to train (instead of --model)")
     p.add_argument("--data", default=DEMO_DATASET, help=f"dataset (folder, zip, LMDB) or '{DEMO_DATASET}' (the "
                                                         "embedded demo set, default)")
-    p.add_argument("--outdir", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--outdir", help="run directory (default runs/<model>-<data>-<resolution>, e.g. "
+                                    "runs/pixelfolder-emoji-32 for the demo)")
     p.add_argument("--resolution", type=int, help="px (default: the preset's; the demo set: 32); other sizes in "
                                                   "the data are resized on the fly")
     p.add_argument("--batch", type=int, help="global batch, images (default: the recipe's; demo 32)")
@@ -85,14 +88,36 @@ def given_options(args):
     if args.workers is None:
         import torch
         given["workers"] = 2 if torch.cuda.is_available() and args.device != "cpu" else 0
-    given["run_dir"] = args.outdir
+    given["run_dir"] = args.outdir or ""          # "" = derived once the preset is known (default_run_dir)
     return TrainOptions(**given), demo
+
+
+def default_run_dir(opts) -> str:
+    """runs/<architecture>-<data name>-<resolution>, e.g. runs/pixelfolder-emoji-32."""
+    from .. import registry
+    from ..training.options import preset_resolution
+    arch = registry.preset(opts.preset).arch
+    data = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(str(opts.data).rstrip("/")).name.split(".")[0]) or "data"
+    resolution = opts.resolution or preset_resolution(opts.preset)
+    return str(Path("runs") / f"{arch}-{data}-{resolution}")
+
+
+def continue_command(args, run_dir: str) -> str:
+    """The command that continues the run: the one typed, with --outdir and --resume auto."""
+    argv = [a for a in getattr(args, "argv", [])]
+    if "--outdir" not in argv and not any(a.startswith("--outdir=") for a in argv):
+        argv += ["--outdir", run_dir]
+    if argv[:1] != ["train"]:
+        argv = ["train", *argv]
+    return shlex.join(["pixelfolder", *argv, "--resume", "auto"])
 
 
 def run(args) -> int:
     from ..training.options import option_sources, resolve
     given, demo = given_options(args)
     opts = resolve(given)
+    if not opts.run_dir:
+        opts = dataclasses.replace(opts, run_dir=default_run_dir(opts))
     parse_device(opts.device)                  # a device that does not exist here fails before anything is written
     if args.dry_run:
         print(json.dumps({**dataclasses.asdict(opts), "sources": option_sources(given, demo)}, indent=2))
@@ -102,8 +127,8 @@ def run(args) -> int:
         parse_metric_names(opts.metrics)       # unknown names fail before training starts
     from ..training.rundir import STATE
     if opts.resume is None and (Path(opts.run_dir) / STATE).is_file():
-        raise PixelfolderError(f"{opts.run_dir} already holds a training state: pass --resume auto to continue "
-                               "or choose another --outdir")
+        raise PixelfolderError(f"{opts.run_dir} already holds a training state: continue it with "
+                               f"`{continue_command(args, opts.run_dir)}`, or choose another --outdir")
     import torch
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))

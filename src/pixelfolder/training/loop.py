@@ -288,8 +288,16 @@ def compiled_forwards(objective: Objective, opts: TrainOptions) -> dict:
     return {k: torch.compile(f) for k, f in forwards.items()} if opts.compile else forwards
 
 
-def progress_line(opts, stats: dict, kimg: float, sec_per_kimg: float) -> str:
-    eta = (opts.kimg - kimg) * sec_per_kimg
+def eta_seconds(opts, kimg: float, sec_per_kimg: float, elapsed_s: float) -> float:
+    """The smaller of the --kimg estimate and what is left of --time-limit."""
+    eta = max(0.0, (opts.kimg - kimg) * sec_per_kimg)
+    if opts.time_limit_min is not None:
+        eta = min(eta, max(0.0, opts.time_limit_min * 60 - elapsed_s))
+    return eta
+
+
+def progress_line(opts, stats: dict, kimg: float, sec_per_kimg: float, elapsed_s: float = 0.0) -> str:
+    eta = eta_seconds(opts, kimg, sec_per_kimg, elapsed_s)
     return (f"kimg {kimg:9.3f}/{opts.kimg:g}  {1000 / sec_per_kimg:7.1f} img/s  {sec_per_kimg:7.2f} s/kimg  "
             + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f"  ETA {eta / 60:.1f} min")
 
@@ -364,7 +372,7 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
                           **{k: round(v, 6) for k, v in stats.items()}}
                 if device.type == "cuda":
                     record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-                run.log(progress_line(opts, stats, kimg, sec_per_kimg))
+                run.log(progress_line(opts, stats, kimg, sec_per_kimg, now - start_time))
                 run.add_stats(record)
                 run.flush()
                 tick_time, tick_step = now, step
