@@ -55,6 +55,12 @@ def objective_and_batch(preset, data, tmp_path, device="cpu", **kw):
     return objective, batch
 
 
+def every_path(preset) -> dict:
+    """GANs: mirror, DiffAugment and style mixing on, so that every random draw of a step is made."""
+    is_gan = registry.architecture(registry.preset(preset).arch).kind == "generator"
+    return dict(mirror=True, augment="diffaug", mixing=0.9) if is_gan else {}
+
+
 def one_step(objective, batch, step=0, watch=None):
     forwards = compiled_forwards(objective, objective.opts)
     return train_step(objective, step, batch, Dist(), 2, 2, contextlib.nullcontext, forwards, {}, watch)
@@ -62,9 +68,7 @@ def one_step(objective, batch, step=0, watch=None):
 
 @pytest.mark.parametrize("preset", TRAINABLE)
 def test_a_training_step_makes_no_host_sync(preset, data, tmp_path):
-    is_gan = registry.architecture(registry.preset(preset).arch).kind == "generator"
-    extra = dict(mirror=True, augment="diffaug", mixing=0.9) if is_gan else {}
-    objective, batch = objective_and_batch(preset, data, tmp_path, **extra)
+    objective, batch = objective_and_batch(preset, data, tmp_path, **every_path(preset))
     watch = DivergenceWatch(torch.device("cpu"))
     one_step(objective, batch, step=0, watch=watch)         # warm-up (lazy buffers, optimizer state)
     with counting_host_syncs() as calls:
@@ -102,9 +106,7 @@ def test_no_sync_under_cuda_sync_debug_mode(data, tmp_path):
 
 
 def cuda_step_without_sync(preset, data, tmp_path):
-    is_gan = registry.architecture(registry.preset(preset).arch).kind == "generator"
-    extra = dict(mirror=True, augment="diffaug", mixing=0.9) if is_gan else {}
-    objective, batch = objective_and_batch(preset, data, tmp_path, device="cuda", **extra)
+    objective, batch = objective_and_batch(preset, data, tmp_path, device="cuda", **every_path(preset))
     batch = batch.pin_memory()
     watch = DivergenceWatch(torch.device("cuda"))
     one_step(objective, batch, step=0, watch=watch)

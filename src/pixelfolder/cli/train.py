@@ -104,7 +104,7 @@ def default_run_dir(opts) -> str:
 
 def continue_command(args, run_dir: str) -> str:
     """The command that continues the run: the one typed, with --outdir and --resume auto."""
-    argv = [a for a in getattr(args, "argv", [])]
+    argv = list(getattr(args, "argv", []))
     if "--outdir" not in argv and not any(a.startswith("--outdir=") for a in argv):
         argv += ["--outdir", run_dir]
     if argv[:1] != ["train"]:

@@ -20,9 +20,14 @@ def full_precision(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    """float32 for bf16/fp16/float32; float64 (an exact reference run, e.g. tools/bench_train.py's) stays."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def fp32(x: torch.Tensor) -> torch.Tensor:
-    """At least float32: autocast's bf16/fp16 go up to float32, float64 (an exact reference run) stays."""
-    return x if x.dtype == torch.float64 else x.float()
+    """x in at_least_fp32(x.dtype): autocast's bf16/fp16 outputs go up to float32, float64 stays."""
+    return x.to(at_least_fp32(x.dtype))
 
 
 def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, gain: float = SQRT2) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import LFF, ConvLayer, DerivedCache, StyledConv, ToRGB, bias_lrelu, caching_allowed, fold, unfold
-from ..layers.equalized import conv1x1, full_precision
+from ..layers.equalized import at_least_fp32, conv1x1, full_precision
 from ..registry import Recipe, register_model, register_preset
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
@@ -80,7 +80,7 @@ class PixelFolderSynthesis(nn.Module):
 
         def build():
             u = self.unfolded[i]
-            wide = torch.float64 if dtype == torch.float64 else torch.float32
+            wide = at_least_fp32(dtype)
             with full_precision(self.const):   # batch 1, cheap: keep the sin arguments exact under autocast
                 emb = self.lffs[i].grid(u, u, device=device, dtype=wide)
                 if i == 0:

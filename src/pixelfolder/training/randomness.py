@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from ..layers.equalized import at_least_fp32
+
 MASK32 = 0xFFFFFFFF
 PHILOX_M = (0xD2511F53, 0xCD9E8D57)      # round multipliers
 PHILOX_W = (0x9E3779B9, 0xBB67AE85)      # key schedule (Weyl) increments
@@ -96,7 +98,7 @@ class Draws:
 
 def wide_default() -> torch.dtype:
     """float32, or float64 under torch.set_default_dtype(torch.float64) (tools/bench_train.py's fp64 check)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    return at_least_fp32(torch.get_default_dtype())
 
 
 def chunk_indices(step_batch: int, chunk: int, num_chunks: int) -> range:
