@@ -61,6 +61,7 @@ import types
 import torch
 import torch.nn.functional as F
 
+from pixelfolder import registry
 from pixelfolder.convert import convert_state_dict
 from pixelfolder.convert.official import apply_rules
 from pixelfolder.registry import converter
@@ -282,8 +283,10 @@ class OfficialStep:
 
 # ------------------------------------------------------------------------------------------------------ ours
 def our_objective(arch: str, batch: int, *, mixing: float | None = None, mirror: bool = False):
+    recipe = registry.architecture(arch).recipe        # as the official scripts run at 64 px: no scaling rule
     opts = resolve(TrainOptions(preset=f"{arch}-{RESOLUTION}", batch=batch, mixing=mixing, mirror=mirror,
-                                device="cpu", workers=0))
+                                device="cpu", workers=0, augment="none", gamma=recipe.gamma, glr=recipe.lr,
+                                dlr=recipe.lr, ema_kimg=recipe.ema_kimg, ema_rampup=0.0, mapping_layers=8))
     return objective_for_preset(opts.preset)(opts, torch.device("cpu"))
 
 

@@ -57,6 +57,12 @@ class Progress:
             parts.append(f"eta {_duration((self.total - self.done) / rate)}")
         print(", ".join(parts), file=self.stream, flush=True)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

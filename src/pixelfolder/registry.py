@@ -37,6 +37,9 @@ class Recipe:
     gamma_by_resolution: tuple = ()  # ((px, gamma), ...): R1 weight by resolution (nearest entry), overrides gamma
     betas: tuple = ()           # Adam betas; empty = StyleGAN2's (0, 0.99) with lazy-regularisation rescaling
     lr_decay: float = 1.0       # learning rate multiplied by this every step (PixelPyramids: 0.999995)
+    ema_rampup: float = 0.0     # G_ema half-life capped at this fraction of the images shown (0 = no ramp-up)
+    resolutions: tuple = ()     # px the recipe was published for; GANs elsewhere follow the scaling rule
+                                # (training/options.scaled_values); empty = every resolution
     source: str = ""            # where the values come from (official script, config file)
 
     def gamma_for(self, resolution: int) -> float:
@@ -119,6 +122,20 @@ def register_model(name: str, config_cls: type, kind: str = "generator", descrip
 def register_preset(name: str, arch: str, description: str = "", *, official: bool = False, tiny: bool = False,
                     **overrides) -> None:
     _PRESETS[name] = Preset(name, arch, dict(overrides), description, official, tiny)
+
+
+RULE_RESOLUTIONS = (32, 64, 128, 256, 512, 1024)     # px a GAN architecture trains at from any dataset
+
+
+def register_rule_presets(arch: str, rule: Callable[[int], dict] | None = None, note: str = "") -> None:
+    """<arch>-<res> for every RULE_RESOLUTIONS size that has no preset yet: the architecture's own width rule at
+    that size (`rule(res)` gives the config fields; default just the resolution). Not official."""
+    for res in RULE_RESOLUTIONS:
+        name = f"{arch}-{res}"
+        if name not in _PRESETS:
+            fields = rule(res) if rule else {"resolution": res}
+            register_preset(name, arch, f"{arch} at {res} px (not official: {note or 'its width rule at this size'})",
+                            **fields)
 
 
 def register_converter(name: str, arch: str, layout: str, **parts) -> None:

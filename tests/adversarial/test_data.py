@@ -218,14 +218,19 @@ def test_hostile_zip_members_are_refused_before_inflating_and_counted(hostile_zi
 
 
 @pytest.mark.parametrize("kind, expected", [("crc", "CRC mismatch"), ("bomb", "over the limit")])
-def test_training_on_a_bad_zip_member_ends_in_one_line(kind, expected, tmp_path):
+def test_training_skips_a_bad_zip_member_with_one_warning(kind, expected, tmp_path):
+    """As `prepare` does: the member is never inflated past its limit, training goes on, one warning, and the
+    run's log names the member and why."""
     bad = {"crc": lambda: crc_bad("img000.png", png_bytes(32, 32)),
            "bomb": lambda: zip_bomb_member("img000.png")}[kind]()
     members = [bad] + [stored(f"img{i:03d}.png", png_bytes(32, 32, i)) for i in range(1, 4)]
     (tmp_path / "data.zip").write_bytes(raw_zip(members))
     result = run_cli_capped("train", "--data", tmp_path / "data.zip", "--outdir", tmp_path / "run", *TRAIN,
                             env=env(tmp_path))
-    assert_one_line_error(result, "img000.png", expected)
+    assert_ok(result)
+    assert result.stderr.count("warning: skipping unreadable images") == 1, result.describe()
+    skipped = [line for line in (tmp_path / "run" / "log.txt").read_text().splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 1 and "img000.png" in skipped[0] and expected in skipped[0], skipped
 
 
 # ------------------------------------------------------------------------------------------------ sizes

@@ -78,6 +78,19 @@ def test_a_training_step_makes_no_host_sync(preset, data, tmp_path):
     watch.check(batch=4)                                    # finite: no error
 
 
+@pytest.mark.parametrize("preset", ["pixelfolder-tiny", "stylegan2-tiny"])
+def test_an_ada_step_makes_no_host_sync(preset, data, tmp_path):
+    """ADA: the pipeline on reals and fakes, the signs of D(real) in D main and R1, p's adjustment (step 3)."""
+    objective, batch = objective_and_batch(preset, data, tmp_path, mirror=True, augment="ada", mixing=0.9)
+    watch = DivergenceWatch(torch.device("cpu"))
+    one_step(objective, batch, step=0, watch=watch)
+    with counting_host_syncs() as calls:
+        one_step(objective, batch, step=2, watch=watch)         # every phase
+        stats = one_step(objective, batch, step=3, watch=watch)     # then p is adjusted (every 4 steps)
+    assert calls == [], f"{preset}: host synchronisations inside an ADA step: {calls}"
+    assert isinstance(stats["augment_p"], torch.Tensor)
+
+
 def test_the_counter_sees_syncs_made_from_the_package():
     """The check can fail: code compiled as a package file that reads a value or tests a tensor is counted
     (the old finite check, `if not torch.isfinite(loss)`, among them); code elsewhere (torch, tests) is not."""

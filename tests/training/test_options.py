@@ -11,9 +11,9 @@ from tests.helpers import run_cli
 
 
 def test_model_is_sugar_for_its_default_preset():
-    opts = resolve(TrainOptions(model="stylegan2", data="some/folder", resolution=64))
+    opts = resolve(TrainOptions(model="stylegan2", data="some/folder", resolution=64, augment="none"))
     assert opts.preset == "stylegan2-64" and opts.model == "stylegan2"
-    opts = resolve(TrainOptions(preset="creps-tiny", data="some/folder"))
+    opts = resolve(TrainOptions(preset="creps-tiny", data="some/folder", augment="none"))
     assert opts.model == "creps"                                         # derived from the preset
     recipe = registry.architecture("creps").recipe
     assert (opts.batch, opts.pl_weight, opts.ema_kimg) == (recipe.batch, recipe.pl_weight, recipe.ema_kimg)
@@ -36,5 +36,5 @@ def test_dry_run_names_the_source_of_each_value(capsys):
     assert printed["preset"] == "inrgan-tiny" and printed["glr"] == recipe.lr and printed["gamma"] == 3.0
     sources = printed["sources"]
     assert sources["gamma"] == "given" and sources["batch"] == "demo" and sources["ema_kimg"] == "demo"
-    assert sources["glr"] == f"recipe ({recipe.source})" and "inr-gan" in sources["glr"]
+    assert sources["glr"].startswith("rule (") and sources["r1_every"] == f"official ({recipe.source})" and "inr-gan" in sources["r1_every"]
     assert set(sources) >= {"preset", "batch", "gamma", "r1_every", "pl_weight", "mixing", "glr", "dlr", "mirror"}

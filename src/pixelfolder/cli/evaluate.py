@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import PixelfolderError
-from .common import (NETWORK_HELP, add_params_option, finite_float, open_network, parse_device, seed_int,
-                     writable_dir)
+from .common import (NETWORK_HELP, add_params_option, add_progress_options, finite_float, open_network, parse_device,
+                     seed_int, writable_dir)
 
 
 def add_parser(sub) -> None:
@@ -41,6 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached real-image features")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_progress_options(p)
     p.set_defaults(run=run)
 
 
@@ -94,7 +95,7 @@ def run(args) -> int:
     opts = MetricOptions(num_gen=args.num_gen, num_real=args.num_real, batch=args.batch, truncation_psi=args.trunc,
                          noise_mode=args.noise_mode, gen_dtype=args.gen_dtype, device=str(device),
                          detector=args.detector, vgg=args.vgg, lpips=args.lpips, seed=args.seed,
-                         use_cache=not args.no_cache)
+                         use_cache=not args.no_cache, progress=args.progress)
     _note_resolutions(G, fake, dataset)
     extra = _report_fields(args, real_spec)
 

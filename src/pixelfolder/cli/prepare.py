@@ -5,6 +5,8 @@ import signal
 import sys
 import threading
 
+from .common import add_progress_options
+
 
 def add_parser(sub) -> None:
     from ..data.prepare import FORMATS, default_workers
@@ -24,6 +26,7 @@ def add_parser(sub) -> None:
                    help="PNG compression 0-9: 0 (default) uncompressed, fastest to write and read; 1-9 zlib "
                         "levels through PIL (6: ~40%% smaller photos, ~45x slower to write, ~14x slower to read)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_progress_options(p)
     p.set_defaults(run=run)
 
 
@@ -47,7 +50,7 @@ def _prepare(args) -> int:
                         jpeg_quality=args.jpeg_quality, min_size=args.min_size, max_images=args.max_images,
                         workers=args.workers, overwrite=args.overwrite,
                         png_level=args.png_level)
-    result = prepare(args.src, args.out, cfg)
+    result = prepare(args.src, args.out, cfg, progress=args.progress)
     if result.upscaled:
         print(f"warning: {len(result.upscaled)} image(s) smaller than {cfg.size} px were upscaled "
               f"(listed in {result.log})", file=sys.stderr)

@@ -17,7 +17,7 @@ from ..data.emoji import DEMO_DATASET
 from ..errors import PixelfolderError
 from .common import NETWORK_HELP, parse_device, positive_int
 
-DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "ema_kimg": 2.0}
+DEMO = {"kimg": 150.0, "time_limit_min": 10.0, "snap_kimg": 10.0, "batch": 32, "ema_kimg": 2.0, "augment": "none"}
 
 
 def add_parser(sub) -> None:
@@ -29,25 +29,38 @@ def add_parser(sub) -> None:
                                                         "embedded demo set, default)")
     p.add_argument("--outdir", help="run directory (default runs/<model>-<data>-<resolution>, e.g. "
                                     "runs/pixelfolder-emoji-32 for the demo)")
-    p.add_argument("--resolution", type=int, help="px (default: the preset's; the demo set: 32); other sizes in "
-                                                  "the data are resized on the fly")
+    p.add_argument("--resolution", type=int, help="px the network trains at (default: the data's with --model, "
+                                                  "the preset's with --preset); data of another size is resized on "
+                                                  "the fly")
     p.add_argument("--batch", type=int, help="global batch, images (default: the recipe's; demo 32)")
     p.add_argument("--batch-gpu", type=int, help="images per process per forward (gradient accumulation)")
     p.add_argument("--kimg", type=float, help="training length in thousands of images (default 25000; demo 150)")
     p.add_argument("--time-limit", type=float, dest="time_limit_min",
                    help="stop with a final snapshot after this many minutes (demo default 10)")
-    # every default below is the model's official recipe: `--dry-run` prints the values and where they come from
+    # every default below is the model's official recipe at the resolutions it was published for, elsewhere the
+    # NVlabs cfg=auto scaling rule: `--dry-run` prints the values and where each comes from (official/rule/given)
     p.add_argument("--gamma", type=float, help="R1 weight (default: recipe)")
     p.add_argument("--r1-every", type=int, help="steps between R1 steps (default: recipe)")
     p.add_argument("--pl-weight", type=float, help="path-length weight, 0 = off (default: recipe)")
     p.add_argument("--pl-every", type=int, help="steps between path-length steps (default: recipe)")
     p.add_argument("--mixing", type=float, help="style-mixing probability (default: recipe)")
     p.add_argument("--ema-kimg", type=float, help="G_ema half-life in kimg (default: recipe; demo 2)")
+    p.add_argument("--ema-rampup", type=float, help="G_ema half-life at most this fraction of the images shown, "
+                                                    "0 = off (default: recipe; rule 0.05)")
+    p.add_argument("--mapping-layers", type=int, help="GANs: depth of G's mapping MLP (default: the preset's; "
+                                                      "rule 2)")
     p.add_argument("--glr", type=float, help="G learning rate before lazy rescaling (default: recipe)")
     p.add_argument("--dlr", type=float, help="D learning rate before lazy rescaling (default: recipe)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="random x-flips of reals (default: recipe)")
-    p.add_argument("--augment", choices=["none", "diffaug"], default="none", help="DiffAugment on reals and fakes")
+    p.add_argument("--augment", choices=["auto", "ada", "diffaug", "none"],
+                   help="augmentation of what D sees: ada (StyleGAN2-ADA, adaptive p), diffaug (DiffAugment), none; "
+                        "default auto = ada for datasets under 30,000 images, else none (the demo: none)")
+    p.add_argument("--target", type=float, dest="ada_target", help="ADA: target share of positive D outputs on "
+                                                                    "reals, in (0, 1) (default 0.6)")
+    p.add_argument("--augpipe", choices=["blit", "geom", "color", "bg", "bgc"],
+                   help="ADA: transforms (default bgc: blits, geometry, colour)")
+    p.add_argument("--ada-kimg", type=float, help="ADA: kimg for p to move by 1 (default 500)")
     p.add_argument("--snap", type=float, dest="snap_kimg", help="kimg between snapshots (default 50; demo 10)")
     p.add_argument("--metrics", default="", help="comma-separated metrics at each snapshot (e.g. fid50k_full)")
     p.add_argument("--metric-num-gen", type=int, help="generated images per metric at snapshots (default 50k)")
@@ -65,6 +78,10 @@ def add_parser(sub) -> None:
                                     "0 = finest). Levels are independent, so they can be trained separately")
     p.add_argument("--split", choices=["all", "train"],
                    help="training images (default: train = 9 of every 10 for likelihood models, all for GANs)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="progress lines on stdout and bars of snapshot metrics also when not on a terminal")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress lines on stdout (log.txt keeps them) and no metric bars")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved options (JSON) with where each recipe value comes from, and exit")
     p.set_defaults(run=run)

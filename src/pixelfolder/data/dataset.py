@@ -60,16 +60,32 @@ class ImageDataset(torch.utils.data.Dataset):
 
     @property
     def resolution(self) -> int:
-        """The requested resolution, else the height of the first image."""
-        return self._resolution or int(self.image(0).shape[0])
+        """The requested resolution, else the height of the first (readable) image."""
+        return self._resolution or int(self.first_image().shape[0])
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(width, height) of the first readable image as stored, before any resizing."""
+        return (self.first_image(stored=True).shape[1], self.first_image(stored=True).shape[0])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        h, w, c = self.image(0).shape
+        h, w, c = self.first_image().shape
         return (c, h, w)
 
-    def image(self, index: int) -> np.ndarray:
-        """Image `index` (< num_images) as an (H, W, 3) uint8 array, resized if a resolution was asked."""
+    def first_image(self, stored: bool = False, tries: int = 64) -> np.ndarray:
+        """The first readable image among the first `tries` (as stored, or resized); the first error if none."""
+        first_error = None
+        for index in range(min(self.num_images, tries)):
+            try:
+                return self.image(index, stored=stored)
+            except PixelfolderError as e:
+                first_error = first_error or e
+        raise first_error
+
+    def image(self, index: int, stored: bool = False) -> np.ndarray:
+        """Image `index` (< num_images) as an (H, W, 3) uint8 array, resized if a resolution was asked (unless
+        `stored`)."""
         index = self.indices[index]
         try:
             img = decode_rgb(self.source.read(index))
@@ -77,7 +93,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise PixelfolderError(f"{self.path}: image {index} ({self.source.name(index)}) is unreadable: {e}") \
                 from None
         r = self._resolution
-        if r is not None and img.size != (r, r):
+        if r is not None and not stored and img.size != (r, r):
             img = center_crop(img, r)[0]
         return np.asarray(img)
 

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import zipfile
@@ -330,15 +329,9 @@ def resolve_source(spec, size: int | None = None) -> Source:
 
 
 def _progress(total: int, enabled: bool | None):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+    """A bar on a terminal (None), forced on (plain lines when stderr is no terminal) or off."""
+    from ..progress import Progress
+    return Progress(total, "prepare", enabled=enabled)
 
 
 def _same_path(a: Path, b: Path) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +131,9 @@ def generator_batches(G, seeds, batch: int, *, truncation_psi: float = 1.0, nois
 
 
 def progress_bar(total: int, desc: str, enabled: bool | None):
-    from tqdm import tqdm
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, leave=False)
+    """A bar on a terminal (None), forced on (plain lines when stderr is no terminal) or off."""
+    from ..progress import Progress
+    return Progress(total, desc, enabled=enabled)
 
 
 def extract(batches, detectors, total: int, *, desc: str = "features", progress: bool | None = None) -> dict:

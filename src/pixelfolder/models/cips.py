@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import PixelfolderError
 from ..layers import LFF, ConvLayer, StyledConv, ToRGB, coord_grid
-from ..registry import Recipe, register_model, register_preset
+from ..registry import Recipe, register_model, register_preset, register_rule_presets
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
 EMBEDDING_MODES = ("aligned", "official")
@@ -141,7 +141,7 @@ class _CIPS(Generator):
 
 
 # saic-mdal/CIPS train.py: the StyleGAN2 loop without path length or mixing
-CIPS_RECIPE = Recipe(source="saic-mdal/CIPS train.py defaults")
+CIPS_RECIPE = Recipe(resolutions=(256,), source="saic-mdal/CIPS train.py defaults")
 
 
 @register_model("cips_skip", CIPSConfig, description="CIPS with skip ToRGBs (CVPR 2021), any render size",
@@ -166,6 +166,8 @@ for _res in (64, 128, 256, 512, 1024):
     register_preset(f"cips_res-{_res}", "cips_res", f"official CIPSres at {_res} px", official=True,
                     resolution=_res,
                     channel_table=CIPS_RES_CHANNELS)
+register_rule_presets("cips_skip")
+register_rule_presets("cips_res", lambda res: {"resolution": res, "channel_table": CIPS_RES_CHANNELS})
 _TINY = dict(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, hidden=32, channel_base=1024, channel_max=64)
 register_preset("cips_skip-tiny", "cips_skip", "tiny CIPSskip for tests (32 px)", tiny=True, **_TINY)
 register_preset("cips_res-tiny", "cips_res", "tiny CIPSres for tests (32 px)", tiny=True, **_TINY)

@@ -112,7 +112,7 @@ class PixelFolderSynthesis(nn.Module):
 
 
 @register_model("pixelfolder", PixelFolderConfig, description="PixelFolder (ECCV 2022), 32-1024 px",
-                recipe=Recipe(source="BlingHe/PixelFolder train.sh: no path length, no mixing"),
+                recipe=Recipe(resolutions=(256,), source="BlingHe/PixelFolder train.sh: no path length, no mixing"),
                 discriminator="stylegan2_d")
 class PixelFolder(Generator):
     def __init__(self, config: PixelFolderConfig = PixelFolderConfig()):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..layers import StyledConv, ToRGB
-from ..registry import Recipe, register_model, register_preset
+from ..registry import Recipe, register_model, register_preset, register_rule_presets
 from .base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 
 
@@ -66,7 +66,8 @@ class StyleGAN2Synthesis(nn.Module):
 
 
 @register_model("stylegan2", StyleGAN2Config, description="StyleGAN2 generator (rosinality layout)",
-                recipe=Recipe(pl_weight=2.0, mixing=0.9, source="rosinality/stylegan2-pytorch train.py defaults"),
+                recipe=Recipe(pl_weight=2.0, mixing=0.9, resolutions=(256,),
+                              source="rosinality/stylegan2-pytorch train.py defaults (--size 256)"),
                 discriminator="stylegan2_d")
 class StyleGAN2(Generator):
     def __init__(self, config: StyleGAN2Config = StyleGAN2Config()):
@@ -79,5 +80,6 @@ for _res in (64, 128, 256, 512, 1024):
     register_preset(f"stylegan2-{_res}", "stylegan2", f"official StyleGAN2 (config-f widths) at {_res} px",
                     official=True,
                     resolution=_res)
+register_rule_presets("stylegan2")
 register_preset("stylegan2-tiny", "stylegan2", "tiny StyleGAN2 for tests (32 px)", tiny=True,
                 resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64)

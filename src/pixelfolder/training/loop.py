@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -67,7 +68,12 @@ class BatchProblem(str):
 
 
 class CheckedImages(torch.utils.data.Dataset):
-    """A training dataset whose unreadable images come back as a BatchProblem (one line also from a worker)."""
+    """A training dataset that does not stop at an unreadable image: items are (image, reasons for the images
+    skipped to reach it). An unreadable image is replaced by the next readable one (as `prepare` skips it), and
+    a dataset that is gone, or a long run of unreadable images, comes back as a BatchProblem (one line, also
+    from a worker process)."""
+
+    MAX_SKIPPED_IN_A_ROW = 64
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -76,10 +82,17 @@ class CheckedImages(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        try:
-            return self.dataset[index]
-        except PixelfolderError as e:
-            return BatchProblem(str(e))
+        skipped = []
+        for k in range(min(len(self), self.MAX_SKIPPED_IN_A_ROW)):
+            try:
+                return self.dataset[(index + k) % len(self)], tuple(skipped)
+            except PixelfolderError as e:
+                if not Path(self.dataset.path).exists():
+                    return BatchProblem(f"the dataset {self.dataset.path} disappeared during training (moved, "
+                                        "deleted or unmounted?)")
+                skipped.append(str(e))
+        return BatchProblem(f"{self.dataset.path}: {len(skipped)} images in a row are unreadable, from image "
+                            f"{index} on (e.g. {skipped[0]})")
 
 
 class SameSizeCollate:
@@ -89,12 +102,13 @@ class SameSizeCollate:
         self.shape, self.path = tuple(shape), path
 
     def __call__(self, items):
+        """(batch, reasons for the images skipped), or the BatchProblem that stops training."""
         for item in items:
             if isinstance(item, BatchProblem):
                 return item
-            if tuple(item.shape) != self.shape:
-                return BatchProblem(mixed_sizes(self.path, self.shape, tuple(item.shape)))
-        return torch.stack(items)
+            if tuple(item[0].shape) != self.shape:
+                return BatchProblem(mixed_sizes(self.path, self.shape, tuple(item[0].shape)))
+        return torch.stack([image for image, _ in items]), tuple(r for _, skipped in items for r in skipped)
 
 
 def mixed_sizes(path, shape: tuple, other: tuple) -> str:
@@ -103,11 +117,34 @@ def mixed_sizes(path, shape: tuple, other: tuple) -> str:
             "(pixelfolder prepare)")
 
 
-def next_batch(loader) -> torch.Tensor:
+class SkippedImages:
+    """The unreadable images training skipped: each listed once in the run's log, one warning on stderr."""
+
+    def __init__(self, run: RunDir):
+        self.run, self.seen = run, set()
+
+    def add(self, reasons) -> None:
+        for reason in reasons:
+            if reason not in self.seen:
+                if not self.seen and self.run.active:
+                    print(f"warning: skipping unreadable images (as prepare does); each is listed in "
+                          f"{self.run.path / 'log.txt'}", file=sys.stderr)
+                self.seen.add(reason)
+                self.run.log(f"skipped: {reason}")
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+
+def next_batch(loader, skipped: SkippedImages | None = None, where: str = "") -> torch.Tensor:
+    """The next uint8 batch; a BatchProblem stops training in one line (`where` says what is left intact)."""
     batch = next(loader)
     if isinstance(batch, BatchProblem):
-        raise PixelfolderError(str(batch))
-    return batch
+        raise PixelfolderError(f"{batch}{where}")
+    images, reasons = batch
+    if skipped is not None:
+        skipped.add(reasons)
+    return images
 
 
 def make_loader(opts, world, local_batch, start_step, resolution: int):
@@ -117,6 +154,9 @@ def make_loader(opts, world, local_batch, start_step, resolution: int):
     from ..data import InfiniteSampler, open_dataset
     # resized on the fly only when --resolution asks for it; otherwise the data must be at the model's size
     dataset = open_dataset(opts.data, resolution=resolution if opts.resolution else None, split=opts.split)
+    if dataset.num_images < 2:
+        raise PixelfolderError(f"{dataset.path} holds {dataset.num_images} image(s) in the {opts.split!r} split: "
+                               "training needs at least 2 (a few thousand to learn from)")
     shape = dataset.image_shape
     if shape[1:] != (resolution, resolution):
         raise PixelfolderError(f"{dataset.path} holds {shape[2]}x{shape[1]} px images (image 0), but {opts.preset} "
@@ -218,7 +258,8 @@ def train_step(objective: Objective, step: int, uint8_batch: torch.Tensor, world
         phase_stats, _ = run_phase(phase, ctx, objective.networks, objective.optimizers[phase.net],
                                    scalers.get(phase.net), reals, world, chunks_per_rank, total_chunks, watch)
         stats.update(phase_stats)
-    update_ema(objective.G_ema, objective.G, objective.ema_beta)
+    update_ema(objective.G_ema, objective.G, objective.ema_beta(step))
+    stats.update(objective.end_step(step))
     return stats
 
 
@@ -242,7 +283,7 @@ def snapshot(run, opts, objective: Objective, make_state, kimg_now):
         from ..metrics import compute_records, write_jsonl
         dataset = open_dataset(opts.data, resolution=G_ema.resolution, split=objective.held_out_split)
         for record in compute_records(opts.metrics, G=G_ema, dataset=dataset, num_gen=opts.metric_num_gen,
-                                      seed=opts.seed, echo=run.log):
+                                      seed=opts.seed, echo=run.log, progress=opts.progress):
             write_jsonl(record, run.path, network=path.name, kimg=kimg_now)
             run.log("  " + "  ".join(f"{k}: {v:.4f}" for k, v in record.results.items()
                                      if isinstance(v, float)))
@@ -331,6 +372,10 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
     run.log(f"{'resuming' if state else 'starting'} {opts.preset} ({G.resolution} px) on {opts.data} "
             f"({len(dataset)} images), batch {opts.batch} = {world.world_size} process(es) x {chunks_per_rank} x "
             f"{batch_gpu}, {device}, {opts.dtype}; step {step}, kimg {step * opts.batch / 1000:.1f}")
+    if opts.resolution and dataset.stored_size != (G.resolution, G.resolution):
+        w, h = dataset.stored_size
+        run.log(f"note: {dataset.path} holds {w}x{h} px images (image 0): they are center-cropped and resized to "
+                f"{G.resolution} px on the fly (prepare the data at {G.resolution} px to save the time)")
     stop = {"signal": None}
     handlers = {s: signal.signal(s, lambda num, _: stop.update(signal=num)) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -341,12 +386,16 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
     start_time = tick_time = time.time()
     tick_step, stats = step, {}
     watch = DivergenceWatch(device)
+    skipped = SkippedImages(run)
     if state is None:
         snapshot(run, opts, objective, current_state, 0.0)
     try:
         while True:
             # ------------------------------------------------------------ one step: every phase, then EMA
-            stats.update(train_step(objective, step, next_batch(loader), world, chunks_per_rank, total_chunks,
+            where = (f": training stopped at kimg {step * opts.batch / 1000:.3f}; the last snapshot and state in "
+                     f"{opts.run_dir} are intact: restore the data, then continue with --resume auto")
+            reals = next_batch(loader, skipped, where)
+            stats.update(train_step(objective, step, reals, world, chunks_per_rank, total_chunks,
                                     autocast, forwards, scalers, watch))
 
             # ------------------------------------------------------------ end of step: counters
@@ -369,10 +418,11 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
                 sec_per_kimg = (now - tick_time) / max((step - tick_step) * opts.batch / 1000, 1e-9)
                 record = {"step": step, "kimg": kimg, "sec_per_kimg": sec_per_kimg,
                           "img_per_s": 1000 / sec_per_kimg, "time_s": now - start_time, "peak_rss_mb": peak_rss_mb(),
+                          "skipped_images": len(skipped),
                           **{k: round(v, 6) for k, v in stats.items()}}
                 if device.type == "cuda":
                     record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-                run.log(progress_line(opts, stats, kimg, sec_per_kimg, now - start_time))
+                run.log(progress_line(opts, stats, kimg, sec_per_kimg, now - start_time), echo=opts.progress is not False)
                 run.add_stats(record)
                 run.flush()
                 tick_time, tick_step = now, step
@@ -383,7 +433,8 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
                 run.flush()
             if done or stopping:
                 why = "reached --kimg" if done else ("time limit" if timed_out else "signal")
-                run.log(f"stopped ({why}) at kimg {kimg:.3f}, step {step}")
+                run.log(f"stopped ({why}) at kimg {kimg:.3f}, step {step}"
+                        + (f"; skipped {len(skipped)} unreadable image(s), listed above" if len(skipped) else ""))
                 run.flush()
                 return result()
     finally:

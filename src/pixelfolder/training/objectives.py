@@ -16,6 +16,7 @@ from ..data.images import from_uint8, xflip
 from ..errors import PixelfolderError
 from .options import TrainOptions, ema_beta, lazy_adam
 from .phases import Context, Phase, d_main, d_reg, g_main, g_reg, nll, update_pl_mean
+from .ada import AdaController, AugmentPipe
 from .randomness import Draws
 
 
@@ -27,16 +28,22 @@ class Objective:
     held_out_split = "all"          # split the snapshot metrics read
     reals_as_uint8 = False          # phases receive uint8 reals instead of floats in [-1, 1]
     pl_mean: torch.Tensor | None = None   # GANs: the path-length target the G-reg phase updates in place
+    augment_pipe: torch.nn.Module | None = None   # GANs with --augment ada: the pipeline ...
+    ada: AdaController | None = None              # ... and its p controller
 
     def __init__(self, opts: TrainOptions, device, resumed: dict | None = None, finetune: dict | None = None):
         self.opts, self.device = opts, device
         self.arch = registry.architecture(registry.preset(opts.preset).arch)
         self.recipe = self.arch.recipe
-        self.ema_beta = ema_beta(opts.batch, opts.ema_kimg)
         self.networks: dict[str, torch.nn.Module | None] = {}     # by phase.net: whose optimizer steps
         self.optimizers: dict[str, torch.optim.Optimizer | None] = {}
         self.phases: list[Phase] = []
         self.build(resumed, finetune)
+
+    def ema_beta(self, step: int) -> float:
+        """G_ema's decay at `step`: its half-life, ramped up with the images shown before the step where the
+        options say so."""
+        return ema_beta(self.opts.batch, self.opts.ema_kimg, self.opts.ema_rampup or 0.0, step * self.opts.batch)
 
     @classmethod
     def check_options(cls, opts: TrainOptions) -> None:
@@ -46,6 +53,8 @@ class Objective:
     def fresh_networks(self) -> dict:
         """{'G': ..., 'D': ...} built from the preset; initial weights depend on the master seed only."""
         overrides = {"resolution": self.opts.resolution} if self.opts.resolution else {}
+        if self.opts.mapping_layers:
+            overrides["mapping_layers"] = self.opts.mapping_layers
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.opts.seed)
             return self.create_networks(overrides)
@@ -90,7 +99,7 @@ class Objective:
     def context(self, step: int, autocast, compiled: dict) -> Context:
         G, D = self.networks["G"], self.networks.get("D")
         return Context(G, D, compiled.get("G", G), compiled.get("D", D), self.opts, step, self.device, autocast,
-                       self.pl_mean)
+                       self.pl_mean, self.augment_pipe, self.ada)
 
     def prepare_reals(self, uint8_images: torch.Tensor, step: int, world) -> torch.Tensor:
         """The batch the phases see: float in [-1, 1] (or uint8), with keyed per-sample x-flips under --mirror;
@@ -113,18 +122,30 @@ class Objective:
     def before_phase(self, phase: Phase) -> None:
         """Only the phase's network takes gradients."""
 
+    def end_step(self, step: int) -> dict:
+        """After every phase of `step`: ADA's p adjusted on its interval; stats to log (device tensors)."""
+        if self.ada is None:
+            return {}
+        self.ada.update(step + 1)
+        return {"augment_p": self.ada.p.clone()}
+
     # ---------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         from ..checkpoint import to_record
         D, opt_D = self.networks.get("D"), self.optimizers.get("D")
         return {"G": to_record(self.G), "D": D and to_record(D), "G_ema": to_record(self.G_ema),
                 "opt_G": self.optimizers["G"].state_dict(), "opt_D": opt_D and opt_D.state_dict(),
-                "pl_mean": 0.0 if self.pl_mean is None else float(self.pl_mean)}
+                "pl_mean": 0.0 if self.pl_mean is None else float(self.pl_mean),
+                "ada": None if self.ada is None else self.ada.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizers["G"].load_state_dict(state["opt_G"])
         if self.optimizers.get("D") is not None:
             self.optimizers["D"].load_state_dict(state["opt_D"])
+
+
+ADA_INTERVAL = 4    # steps between ADA's adjustments of p (StyleGAN2-ADA ada_interval)
+MBSTD_GROUP = 4     # the discriminators' minibatch-stddev group (StyleGAN2: min(4, batch per forward))
 
 
 class GANObjective(Objective):
@@ -137,6 +158,10 @@ class GANObjective(Objective):
         if opts.levels:
             likelihood = ", ".join(registry.list_architectures("likelihood"))
             raise PixelfolderError(f"--levels applies to likelihood models ({likelihood}) only")
+        chunk = opts.batch_gpu or opts.batch
+        if chunk % min(MBSTD_GROUP, chunk):
+            raise PixelfolderError(f"the discriminator's minibatch-stddev takes groups of {MBSTD_GROUP} images: "
+                                   f"pass a --batch (or --batch-gpu) divisible by {MBSTD_GROUP}, or below it")
 
     def create_networks(self, overrides: dict) -> dict:
         G = registry.create(self.opts.preset, **overrides)
@@ -157,6 +182,10 @@ class GANObjective(Objective):
             self.optimizers = {"G": torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8),
                                "D": torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)}
         self.pl_mean = torch.zeros((), device=self.device)
+        if opts.augment == "ada":
+            self.augment_pipe = AugmentPipe(opts.augpipe).to(self.device)
+            self.ada = AdaController(target=opts.ada_target, speed_kimg=opts.ada_kimg, interval=ADA_INTERVAL,
+                                     batch=opts.batch, device=self.device)
         self.phases = [Phase("Dmain", "D", 1, d_main)]           # the official order: D main, D reg, G main, G reg
         if opts.gamma > 0:
             self.phases.append(Phase("Dreg", "D", opts.r1_every, d_reg))
@@ -171,6 +200,8 @@ class GANObjective(Objective):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.pl_mean.fill_(state["pl_mean"])
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state_dict(state["ada"])
 
 
 class LikelihoodObjective(Objective):
@@ -180,6 +211,14 @@ class LikelihoodObjective(Objective):
     train_split = "train"           # every 10th image held out ...
     held_out_split = "test"         # ... for the snapshot bits/dim
     reals_as_uint8 = True
+
+    @classmethod
+    def check_options(cls, opts: TrainOptions) -> None:
+        if opts.augment != "none":
+            raise PixelfolderError(f"--augment {opts.augment} augments what a discriminator sees, and {opts.preset} "
+                                   "is a likelihood model with none: train it without --augment")
+        if opts.mapping_layers is not None:
+            raise PixelfolderError(f"--mapping-layers applies to GANs; {opts.preset} is a likelihood model")
 
     def build(self, resumed, finetune) -> None:
         super().build(resumed, finetune)

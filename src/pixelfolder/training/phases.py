@@ -43,6 +43,8 @@ class Context:
     device: torch.device
     autocast: Callable        # () -> context manager
     pl_mean: torch.Tensor | None  # GANs: the running mean path length (updated in place by G reg)
+    augment_pipe: Callable | None = None  # ADA: the AugmentPipe (None without --augment ada)
+    ada: object = None        # ADA: the AdaController (its p, and the signs of D's real outputs)
 
 
 def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool = False):
@@ -65,9 +67,18 @@ def make_fakes(ctx: Context, tag: str, indices, *, synthesis=None, need_ws: bool
 
 
 def augment(ctx: Context, x: torch.Tensor, tag: str, indices) -> torch.Tensor:
+    """What D sees: x augmented alike for reals and fakes (DiffAugment, or ADA at its current p), keyed draws."""
     if ctx.opts.augment == "diffaug":
         return diffaugment(x, Draws(ctx.opts.seed, ctx.step, tag, indices, x.device))
+    if ctx.opts.augment == "ada":
+        return ctx.augment_pipe(x, ctx.ada.p, Draws(ctx.opts.seed, ctx.step, tag, indices, x.device))
     return x
+
+
+def report_real_signs(ctx: Context, real_logits: torch.Tensor) -> None:
+    """ADA's statistic: the signs of D's outputs on reals, from every D main and R1 pass (as StyleGAN2-ADA)."""
+    if ctx.ada is not None:
+        ctx.ada.accumulate(real_logits.detach())
 
 
 def d_logits(ctx: Context, x: torch.Tensor, forward=None) -> torch.Tensor:
@@ -86,6 +97,7 @@ def d_main(ctx: Context, indices, reals):
         fake = make_fakes(ctx, "Dmain", indices)
     fake_logits = d_logits(ctx, augment(ctx, fake, "aug-fake", indices))
     real_logits = d_logits(ctx, augment(ctx, reals, "aug-real", indices))
+    report_real_signs(ctx, real_logits)
     loss = d_logistic_loss(real_logits, fake_logits)
     b = len(indices)
     return loss, {"loss_D": loss.detach() * b, "score_real": real_logits.detach().sum(),
@@ -93,8 +105,13 @@ def d_main(ctx: Context, indices, reals):
 
 
 def d_reg(ctx: Context, indices, reals):
-    x = augment(ctx, reals, "aug-real", indices).detach().requires_grad_(True)
-    logits = d_logits(ctx, x, forward=ctx.D)   # eager: double backward
+    if ctx.opts.augment == "ada":              # as StyleGAN2-ADA: the gradient with respect to the reals
+        x = reals.detach().requires_grad_(True)
+        logits = d_logits(ctx, augment(ctx, x, "aug-real", indices), forward=ctx.D)   # eager: double backward
+        report_real_signs(ctx, logits)
+    else:                                      # DiffAugment: with respect to the augmented reals
+        x = augment(ctx, reals, "aug-real", indices).detach().requires_grad_(True)
+        logits = d_logits(ctx, x, forward=ctx.D)
     penalty, _ = r1_penalty(logits, x)
     weight = ctx.opts.gamma / 2 * ctx.opts.r1_every
     return penalty * weight, {"r1": penalty.detach() * len(indices)}

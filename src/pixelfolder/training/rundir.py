@@ -126,9 +126,11 @@ class RunDir:
             raise PixelfolderError(f"no space left in {self.path}: {free / 2**20:.0f} MB free, a snapshot and state "
                                    f"need about {need_bytes / 2**20:.0f} MB ({os.strerror(errno.ENOSPC)})")
 
-    def log(self, line: str) -> None:
+    def log(self, line: str, echo: bool = True) -> None:
+        """Append a line to log.txt (written at the next flush), and print it unless `echo` is False."""
         if self.active:
-            print(line, flush=True)
+            if echo:
+                print(line, flush=True)
             self.log_lines.append(line)
 
     def add_stats(self, record: dict) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 
 from ...errors import PixelfolderError
 from ...layers import EqualLinear
-from ...registry import Recipe, register_model, register_preset
+from ...registry import Recipe, register_model, register_preset, register_rule_presets
 from ..base import Generator, GeneratorConfig, channels_for, check_noise_list, log2_resolution
 from .lines import LineInput, ModulatedLinear, PixelMLP, addmm_rows, outer_rows, split_biline
 
@@ -183,7 +183,7 @@ class CREPSSynthesis(nn.Module):
 
 # VinAIResearch/CREPS --cfg=creps: batch 32, lr 0.002, PL 2; gamma from its docs by resolution; ema 10 kimg.
 # ADA is not implemented (use --augment diffaug or none); --mirror on as in its README examples.
-CREPS_RECIPE = Recipe(pl_weight=2.0, ema_kimg=10.0, batch=32,
+CREPS_RECIPE = Recipe(pl_weight=2.0, ema_kimg=10.0, ema_rampup=0.05, batch=32, resolutions=(256, 512, 1024),
                       gamma_by_resolution=((256, 2.0), (512, 8.0), (1024, 32.0)),
                       source="VinAIResearch/CREPS train.py --cfg=creps and its README")
 
@@ -236,6 +236,7 @@ OFFICIAL_PARAMS_256 = 30_530_825
 for _res in (256, 512, 1024):
     register_preset(f"creps-{_res}", "creps", f"official CREPS (--cfg=creps) at {_res} px", official=True,
                     resolution=_res)
+register_rule_presets("creps")
 register_preset("creps-tiny", "creps", "tiny CREPS for tests (32 px)", tiny=True, resolution=32, z_dim=64, w_dim=64,
                 mapping_layers=2, channel_base=512, channel_max=64, biline_channels=16, rank=4,
                 decoder_hidden=(16, 32, 16), head_channels=(32, 16))

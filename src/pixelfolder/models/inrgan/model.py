@@ -42,7 +42,7 @@ from torch import nn
 from ...errors import PixelfolderError
 from ...layers import DerivedCache, ToRGB
 from ...layers.equalized import SQRT2
-from ...registry import Recipe, register_model, register_preset
+from ...registry import Recipe, register_model, register_preset, register_rule_presets
 from ..base import Generator, GeneratorConfig, channels_for, log2_resolution
 from .fmm import NORM_EPS, CoordEmbedding, FMMLayer
 
@@ -423,7 +423,8 @@ class _INRGAN(Generator):
 
 
 # universome/inr-gan configs/inr-gan.yml (4 GPUs x 16): lr 0.0025, R1 10, no PL, no mixing, ema batch*10/32 kimg
-INRGAN_RECIPE = Recipe(lr=0.0025, ema_kimg=20.0, source="universome/inr-gan configs/inr-gan.yml")
+INRGAN_RECIPE = Recipe(lr=0.0025, ema_kimg=20.0, ema_rampup=0.05, resolutions=(256,),
+                       source="universome/inr-gan configs/inr-gan.yml")
 
 
 @register_model("inrgan", INRGANConfig, description="INR-GAN (CVPR 2021), FMM INR generator, any render size",
@@ -446,6 +447,13 @@ def _extended(res: int) -> dict:
     return dict(resolution=res, extra_convs=tuple((2 ** k, 1) for k in range(7, int(math.log2(res)) + 1)))
 
 
+def _scaled_down(res: int) -> dict:
+    """Below 256 px: the official 256 px layout scaled by res/256 (input grid 32 -> res/8, extra convs at res/2
+    and res, medium coordinate settings from res/2)."""
+    return dict(resolution=res, input_resolution=max(4, res // 8), extra_convs=((res // 2, 1), (res, 1)),
+                medium_from=res // 2)
+
+
 _TINY = dict(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=256, channel_max=32,
              input_resolution=8, fmm_rank=4, extra_convs=((32, 1),), medium_from=32, low_const=4,
              medium_const=4, medium_random=4)
@@ -455,4 +463,6 @@ for _arch, _what in (("inrgan", "INR-GAN"), ("inrgan_bil", "INR-GAN-bil")):
     for _res in (512, 1024):
         register_preset(f"{_arch}-{_res}", _arch, f"{_what} at {_res} px (extended, not official: medium "
                         "coordinate settings and one extra conv at every res >= 128)", **_extended(_res))
+    register_rule_presets(_arch, _scaled_down, "the 256 px layout scaled: input grid res/8, extra convs and "
+                                               "medium coordinates at res/2 and res")
     register_preset(f"{_arch}-tiny", _arch, f"tiny {_what} for tests (32 px)", tiny=True, **_TINY)
