@@ -283,10 +283,11 @@ class OfficialStep:
 
 # ------------------------------------------------------------------------------------------------------ ours
 def our_objective(arch: str, batch: int, *, mixing: float | None = None, mirror: bool = False):
-    recipe = registry.architecture(arch).recipe        # as the official scripts run at 64 px: no scaling rule
-    opts = resolve(TrainOptions(preset=f"{arch}-{RESOLUTION}", batch=batch, mixing=mixing, mirror=mirror,
-                                device="cpu", workers=0, augment="none", gamma=recipe.gamma, glr=recipe.lr,
-                                dlr=recipe.lr, ema_kimg=recipe.ema_kimg, ema_rampup=0.0, mapping_layers=8))
+    preset = f"{arch}-{RESOLUTION}"                 # as the official scripts run at 64 px: no scaling rule
+    recipe, config = registry.architecture(arch).recipe, registry.resolve_config(preset)[1]
+    opts = resolve(TrainOptions(preset=preset, batch=batch, mixing=mixing, mirror=mirror, device="cpu", workers=0,
+                                augment="none", gamma=recipe.gamma, glr=recipe.lr, dlr=recipe.lr,
+                                ema_kimg=recipe.ema_kimg, ema_rampup=0.0, mapping_layers=config.mapping_layers))
     return objective_for_preset(opts.preset)(opts, torch.device("cpu"))
 
 

@@ -137,7 +137,7 @@ def run(args) -> int:
         opts = dataclasses.replace(opts, run_dir=default_run_dir(opts))
     parse_device(opts.device)                  # a device that does not exist here fails before anything is written
     if args.dry_run:
-        print(json.dumps({**dataclasses.asdict(opts), "sources": option_sources(given, demo)}, indent=2))
+        print(json.dumps({**dataclasses.asdict(opts), "sources": option_sources(given, opts, demo)}, indent=2))
         return 0
     if opts.metrics:
         from ..metrics.metric_main import parse_metric_names

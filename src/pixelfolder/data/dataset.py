@@ -66,7 +66,8 @@ class ImageDataset(torch.utils.data.Dataset):
     @property
     def stored_size(self) -> tuple[int, int]:
         """(width, height) of the first readable image as stored, before any resizing."""
-        return (self.first_image(stored=True).shape[1], self.first_image(stored=True).shape[0])
+        h, w, _ = self.first_image(stored=True).shape
+        return (w, h)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from ..atomic import atomic_write_text, umask
 from ..errors import PixelfolderError
 from ..fsutil import disk_full_error, is_disk_full, lock_exclusive, remove_stale
+from ..progress import Progress
 from .decode import DecodeError, decode_rgb, encode
 from .sources import Source, _lmdb, open_source, require_images
 from .transforms import TRANSFORMS, apply_transform, aspect_problem
@@ -328,12 +329,6 @@ def resolve_source(spec, size: int | None = None) -> Source:
     return require_images(open_source(spec, prefer_size=size))
 
 
-def _progress(total: int, enabled: bool | None):
-    """A bar on a terminal (None), forced on (plain lines when stderr is no terminal) or off."""
-    from ..progress import Progress
-    return Progress(total, "prepare", enabled=enabled)
-
-
 def _same_path(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
@@ -346,8 +341,7 @@ def _convert(source: Source, writer, cfg: PrepareConfig, bar):
     items = _items(source, cfg)
     try:
         for index, item in enumerate(items):
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if item.payload is None:
                 skipped.append((source.name(index), item.reason))
                 continue
@@ -379,7 +373,7 @@ def prepare(src, dst, config: PrepareConfig | None = None, *, progress: bool | N
     start = time.perf_counter()
     writer = _new_writer(cfg, dst)
     total = len(source) if cfg.max_images is None else min(len(source), cfg.max_images)
-    bar = _progress(total, progress)
+    bar = Progress(total, "prepare", enabled=progress)
     count = len(source) + len(getattr(source, "skipped", ()))
     try:
         written, skipped, upscaled = _convert(source, writer, cfg, bar)
@@ -396,8 +390,7 @@ def prepare(src, dst, config: PrepareConfig | None = None, *, progress: bool | N
             raise disk_full_error(dst, e) from None
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         source.close()
     _close(writer.lock)
     result = PrepareResult(dst, log_path(dst), count, written, tuple(skipped), tuple(upscaled),

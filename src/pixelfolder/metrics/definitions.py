@@ -101,14 +101,15 @@ def is50k(ctx):
 @register_metric("ppl2_wend", (GENERATOR,), _lpips)
 def ppl2_wend(ctx):
     """Perceptual path length in W, end-point sampling, epsilon 1e-4, no crop, 50,000 pairs (LPIPS-VGG16)."""
-    from .features import eval_mode, progress_bar
+    from ..progress import Progress
+    from .features import eval_mode
     from .ppl import pair_distances, ppl_from_distances
     lpips = ctx.lpips()
     ctx.detector_note = lpips.describe()
     n = ctx.image_count(50_000)
     pairs = max(1, ctx.opts.batch // 2)
     dist = []
-    with eval_mode(ctx.G), progress_bar(n, "ppl pairs", ctx.opts.progress) as bar:
+    with eval_mode(ctx.G), Progress(n, "ppl pairs", enabled=ctx.opts.progress) as bar:
         for start in range(0, n, pairs):
             idx = range(start, min(start + pairs, n))
             dist.append(pair_distances(ctx.G, lpips, idx, epsilon=PPL_EPSILON, seed=ctx.opts.seed,

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import PixelfolderError
+from ..progress import Progress
 from .fid import feature_stats
 from .weights import Weights, cache_dir, inception_weights, vgg16_weights
 
@@ -130,16 +131,10 @@ def generator_batches(G, seeds, batch: int, *, truncation_psi: float = 1.0, nois
             yield to_uint8_nchw(images.float())
 
 
-def progress_bar(total: int, desc: str, enabled: bool | None):
-    """A bar on a terminal (None), forced on (plain lines when stderr is no terminal) or off."""
-    from ..progress import Progress
-    return Progress(total, desc, enabled=enabled)
-
-
 def extract(batches, detectors, total: int, *, desc: str = "features", progress: bool | None = None) -> dict:
     """{detector.id: {layer: (N, D) float32 tensor}} of every detector on every batch (one pass over the images)."""
     parts = {d.id: {layer: [] for layer in d.layers} for d in detectors}
-    with progress_bar(total, desc, progress) as bar:
+    with Progress(total, desc, enabled=progress) as bar:
         for images in batches:
             groups = images if isinstance(images, list) else [images]
             for det in detectors:

@@ -136,11 +136,11 @@ class SkippedImages:
         return len(self.seen)
 
 
-def next_batch(loader, skipped: SkippedImages | None = None, where: str = "") -> torch.Tensor:
-    """The next uint8 batch; a BatchProblem stops training in one line (`where` says what is left intact)."""
+def next_batch(loader, skipped: SkippedImages | None = None) -> torch.Tensor:
+    """The next uint8 batch; a BatchProblem stops training in one line."""
     batch = next(loader)
     if isinstance(batch, BatchProblem):
-        raise PixelfolderError(f"{batch}{where}")
+        raise PixelfolderError(str(batch))
     images, reasons = batch
     if skipped is not None:
         skipped.add(reasons)
@@ -392,9 +392,12 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
     try:
         while True:
             # ------------------------------------------------------------ one step: every phase, then EMA
-            where = (f": training stopped at kimg {step * opts.batch / 1000:.3f}; the last snapshot and state in "
-                     f"{opts.run_dir} are intact: restore the data, then continue with --resume auto")
-            reals = next_batch(loader, skipped, where)
+            try:
+                reals = next_batch(loader, skipped)
+            except PixelfolderError as e:
+                raise PixelfolderError(f"{e}: training stopped at kimg {step * opts.batch / 1000:.3f}; the last "
+                                       f"snapshot and state in {opts.run_dir} are intact: restore the data, then "
+                                       "continue with --resume auto") from None
             stats.update(train_step(objective, step, reals, world, chunks_per_rank, total_chunks,
                                     autocast, forwards, scalers, watch))
 
@@ -422,7 +425,8 @@ def _train(opts: TrainOptions, world, device, run: RunDir) -> TrainingResult:
                           **{k: round(v, 6) for k, v in stats.items()}}
                 if device.type == "cuda":
                     record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-                run.log(progress_line(opts, stats, kimg, sec_per_kimg, now - start_time), echo=opts.progress is not False)
+                run.log(progress_line(opts, stats, kimg, sec_per_kimg, now - start_time),
+                        echo=opts.progress is not False)
                 run.add_stats(record)
                 run.flush()
                 tick_time, tick_step = now, step

@@ -90,7 +90,6 @@ def default_preset(model: str, data: str, resolution: int | None, from_data: boo
     the resolution was read from the data (for the error's wording)."""
     if is_demo_dataset(data) and resolution in (None, 32):
         return f"{model}-tiny"
-    from .. import registry
     size = resolution or data_resolution(data)
     by_size = presets_by_resolution(model)
     if size in by_size:
@@ -197,34 +196,34 @@ def resolve_augment(opts: TrainOptions) -> TrainOptions:
 
 
 def with_data_resolution(opts: TrainOptions) -> TrainOptions:
-    """--model (or none) without --resolution: the data's resolution, read from its first image."""
+    """--model (or none) without --resolution: the data's resolution, read from its first image, and the
+    model's preset at that size (a size no preset has: one line)."""
     if opts.preset is not None or opts.resolution is not None or is_demo_dataset(opts.data):
         return opts
     size = data_resolution(opts.data)
-    default_preset(opts.model or DEFAULT_MODEL, opts.data, size, from_data=True)    # a size no preset has: one line
-    return dataclasses.replace(opts, resolution=size)
+    preset = default_preset(opts.model or DEFAULT_MODEL, opts.data, size, from_data=True)
+    return dataclasses.replace(opts, resolution=size, preset=preset)
 
 
-def option_sources(original: TrainOptions, demo: tuple = ()) -> dict:
-    """Where each recipe-backed option of `given` (unresolved) comes from: given, the demo's, the recipe's, or
-    (preset, split) the default rule and the training objective."""
+def option_sources(original: TrainOptions, resolved: TrainOptions, demo: tuple = ()) -> dict:
+    """Where each recipe-backed option of `resolved` (= resolve(original)) comes from: given, the demo's, the
+    official recipe's, the scaling rule's, or (preset, resolution, split) the data, the preset and the objective."""
     from .. import registry
     from .objectives import objective_for_preset
-    given = with_data_resolution(original)
-    preset = training_preset(given)
+    preset = resolved.preset
     recipe = registry.architecture(registry.preset(preset).arch).recipe
-    resolution = given.resolution or preset_resolution(preset)
-    derived = {"preset": f"default (--model {given.model or DEFAULT_MODEL} on this data: {preset})",
+    resolution = resolved.resolution or preset_resolution(preset)
+    derived = {"preset": f"default (--model {original.model or DEFAULT_MODEL} on this data: {preset})",
                "split": f"objective ({objective_for_preset(preset).__name__})",
-               "resolution": f"data ({given.data}: image 0 is {resolution} px)" if given.resolution
+               "resolution": f"data ({original.data}: image 0 is {resolution} px)" if resolved.resolution
                else f"preset ({preset})", "mapping_layers": f"preset ({preset})"}
     if uses_scaling_rule(preset, resolution):
         why = (f"{resolution} px is not in the recipe's {recipe.resolutions}" if registry.preset(preset).official
                else f"{preset} is not an official preset")
         derived.update({k: f"rule ({RULE}: {f}; {why})" for k, f in RULE_FORMULAS.items()})
-    if given.augment == "auto":
-        derived["augment"] = augment_for(dataclasses.replace(given, preset=preset))[1]
-    names = ("preset", "resolution", *recipe_values(given, preset), "augment")
+    if original.augment == "auto":
+        derived["augment"] = augment_for(dataclasses.replace(original, preset=preset))[1]
+    names = ("preset", "resolution", *recipe_values(resolved, preset), "augment")
     return {name: "demo" if name in demo else "given" if getattr(original, name) not in (None, "auto")
             else derived.get(name, f"official ({recipe.source or preset})") for name in names}
 
@@ -260,9 +259,10 @@ def resolve(opts: TrainOptions) -> TrainOptions:
 SEED_LIMIT = 2 ** 63
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # option -> (smallest allowed, whether the smallest is excluded); every float must also be finite
-RANGES = {"kimg": (0, True), "snap_kimg": (0, True), "time_limit_min": (0, True), "gamma": (0, False), "ada_kimg": (0, True),
-          "pl_weight": (0, False), "ema_kimg": (0, False), "glr": (0, True), "dlr": (0, True),
-          "mixing": (0, False), "ema_rampup": (0, False), "mapping_layers": (1, False), "r1_every": (1, False), "pl_every": (1, False), "workers": (0, False),
+RANGES = {"kimg": (0, True), "snap_kimg": (0, True), "time_limit_min": (0, True), "gamma": (0, False),
+          "ada_kimg": (0, True), "pl_weight": (0, False), "ema_kimg": (0, False), "ema_rampup": (0, False),
+          "glr": (0, True), "dlr": (0, True), "mixing": (0, False), "mapping_layers": (1, False),
+          "r1_every": (1, False), "pl_every": (1, False), "workers": (0, False),
           "batch": (1, False), "batch_gpu": (1, False), "metric_num_gen": (1, False), "resolution": (1, False),
           "grid_seeds": (1, False), "seed": (0, False)}
 
@@ -282,7 +282,8 @@ def check_values(opts: TrainOptions) -> None:
         if not math.isfinite(value) or value < low or (exclusive and value == low):
             raise PixelfolderError(f"{_flag(name)} must be a finite number {'>' if exclusive else '>='} {low}, "
                                    f"got {value}")
-    for name in ("r1_every", "pl_every", "mapping_layers", "workers", "batch", "batch_gpu", "metric_num_gen", "resolution", "seed"):
+    for name in ("r1_every", "pl_every", "mapping_layers", "workers", "batch", "batch_gpu", "metric_num_gen",
+                 "resolution", "seed"):
         value = getattr(opts, name)
         if value is not None and int(value) != value:
             raise PixelfolderError(f"{_flag(name)} must be a whole number, got {value}")

@@ -182,7 +182,7 @@ class CREPSSynthesis(nn.Module):
 
 
 # VinAIResearch/CREPS --cfg=creps: batch 32, lr 0.002, PL 2; gamma from its docs by resolution; ema 10 kimg.
-# ADA is not implemented (use --augment diffaug or none); --mirror on as in its README examples.
+# ADA (CREPS's default) is `--augment ada`, which `auto` picks below 30k images; --mirror on as in its README.
 CREPS_RECIPE = Recipe(pl_weight=2.0, ema_kimg=10.0, ema_rampup=0.05, batch=32, resolutions=(256, 512, 1024),
                       gamma_by_resolution=((256, 2.0), (512, 8.0), (1024, 32.0)),
                       source="VinAIResearch/CREPS train.py --cfg=creps and its README")
